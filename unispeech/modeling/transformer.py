@@ -179,10 +179,11 @@ class TransformerEncoder(nn.Module):
             x, weights = layer(x, key_mask, output_attentions)
             if output_attentions:
                 attentions.append(weights)
+        if output_hidden_states:
+            # the last layer's output, before the pre-LN stack's final norm (as transformers 5)
+            hidden_states.append(x)
         if self.pre_norm:
             x = self.layer_norm(x)
-        if output_hidden_states:
-            hidden_states.append(x)
         return (
             x,
             tuple(hidden_states) if output_hidden_states else None,
