@@ -1,0 +1,185 @@
+"""`CTCTokenizer`: characters or phones <-> ids, saved in the Wav2Vec2CTCTokenizer layout.
+
+Vocabulary: `<pad>`=0 (the CTC blank), `<s>`=1, `</s>`=2, `<unk>`=3, `|`=4 (word
+delimiter), then the symbols seen in the training split, sorted. Character vocabularies are
+written for `transformers.Wav2Vec2CTCTokenizer`; phone vocabularies (space-separated phone
+strings) for `Wav2Vec2PhonemeCTCTokenizer` with phonemization off, the transformers class
+that treats multi-character phones as single tokens. Both load with `AutoTokenizer`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+PAD, BOS, EOS, UNK, WORD_DELIMITER = "<pad>", "<s>", "</s>", "<unk>", "|"
+SPECIALS = (PAD, BOS, EOS, UNK, WORD_DELIMITER)
+KINDS = ("chars", "phones")
+IGNORE_ID = -100
+
+
+def normalize_text(text: str) -> str:
+    """Transcript normalisation for character targets.
+
+    Lower-case (NFC) and replace punctuation and symbols by spaces; letters, combining
+    marks, digits and apostrophes inside words are kept. Whitespace is collapsed.
+    """
+    text = unicodedata.normalize("NFC", text).lower()
+    chars = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat[0] in "LMN" or ch == "'":
+            chars.append(ch)
+        else:
+            chars.append(" ")
+    words = [w.strip("'") for w in "".join(chars).split()]
+    return " ".join(w for w in words if w)
+
+
+class CTCTokenizer:
+    """Greedy CTC tokenizer over characters (``kind="chars"``) or phones (``kind="phones"``)."""
+
+    def __init__(self, vocab: dict[str, int], kind: str = "chars", language: str = "") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        for expected_id, token in enumerate(SPECIALS):
+            if vocab.get(token) != expected_id:
+                raise ValueError(f"vocab must map {token!r} to {expected_id} (Wav2Vec2CTCTokenizer layout)")
+        self.vocab = dict(vocab)
+        self.id_to_token = {i: t for t, i in self.vocab.items()}
+        self.kind = kind
+        self.language = language
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], kind: str = "chars", language: str = "") -> "CTCTokenizer":
+        """Build the vocabulary from (already normalised / phonemized) training texts."""
+        symbols: set[str] = set()
+        for text in texts:
+            symbols.update(_split(text, kind))
+        ordered = sorted(symbols - set(SPECIALS))
+        vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+        vocab.update({tok: i + len(SPECIALS) for i, tok in enumerate(ordered)})
+        return cls(vocab, kind=kind, language=language)
+
+    # -- properties --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.vocab[PAD]
+
+    @property
+    def unk_token_id(self) -> int:
+        return self.vocab[UNK]
+
+    @property
+    def word_delimiter_token_id(self) -> int:
+        return self.vocab[WORD_DELIMITER]
+
+    # -- encoding ----------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        return _split(text, self.kind)
+
+    def encode(self, text: str) -> list[int]:
+        unk = self.unk_token_id
+        return [self.vocab.get(tok, unk) for tok in self.tokenize(text)]
+
+    def __call__(self, texts: str | Sequence[str]) -> list[int] | list[list[int]]:
+        if isinstance(texts, str):
+            return self.encode(texts)
+        return [self.encode(t) for t in texts]
+
+    # -- decoding ----------------------------------------------------------------------
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self.id_to_token.get(int(i), UNK) for i in ids]
+
+    def decode(
+        self,
+        ids: Sequence[int] | torch.Tensor,
+        group_tokens: bool = True,
+        skip_special_tokens: bool = True,
+        keep_word_delimiter: bool = False,
+    ) -> str:
+        """CTC decode: merge repeats (``group_tokens``), drop blanks, join.
+
+        Label padding (-100) is ignored, so ``decode(labels[i], group_tokens=False)`` gives the
+        reference text. Characters join into words at `|`; phones join with spaces and drop
+        `|` unless ``keep_word_delimiter``.
+        """
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        ids = [int(i) for i in ids if int(i) != IGNORE_ID]
+        if group_tokens:
+            ids = [key for key, _ in itertools.groupby(ids)]
+        tokens = []
+        for tok in self.convert_ids_to_tokens(ids):
+            if tok == PAD or (skip_special_tokens and tok in (BOS, EOS)):
+                continue
+            tokens.append(tok)
+        if self.kind == "chars":
+            return "".join(" " if t == WORD_DELIMITER else t for t in tokens).strip()
+        if not keep_word_delimiter:
+            tokens = [t for t in tokens if t != WORD_DELIMITER]
+        return " ".join(tokens).strip()
+
+    def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, **kwargs) -> list[str]:
+        if isinstance(sequences, torch.Tensor):
+            sequences = sequences.tolist()
+        return [self.decode(seq, **kwargs) for seq in sequences]
+
+    # -- serialisation -----------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        path = Path(save_directory)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        specials = {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": PAD}
+        config: dict = {
+            **specials,
+            "word_delimiter_token": WORD_DELIMITER,
+            "do_lower_case": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 1_000_000,
+            "unispeech_kind": self.kind,
+            "unispeech_language": self.language,
+        }
+        if self.kind == "chars":
+            config.update(tokenizer_class="Wav2Vec2CTCTokenizer", replace_word_delimiter_char=" ")
+        else:
+            config.update(tokenizer_class="Wav2Vec2PhonemeCTCTokenizer", phone_delimiter_token=" ",
+                          do_phonemize=False, phonemizer_lang=self.language or "en-us",
+                          phonemizer_backend="espeak")
+        (path / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        (path / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "CTCTokenizer":
+        path = Path(directory)
+        vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+        config_file = path / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        kind = config.get("unispeech_kind")
+        if kind is None:  # a foreign Wav2Vec2 tokenizer: infer from its class
+            kind = "phones" if "Phoneme" in config.get("tokenizer_class", "") else "chars"
+        return cls(vocab, kind=kind, language=config.get("unispeech_language", ""))
+
+    def __repr__(self) -> str:
+        return f"CTCTokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, language={self.language!r})"
+
+
+def _split(text: str, kind: str) -> list[str]:
+    if kind == "phones":
+        return text.split()
+    # Characters: words are separated by the delimiter token, as Wav2Vec2CTCTokenizer does.
+    return list(" ".join(text.split()).replace(" ", WORD_DELIMITER))
