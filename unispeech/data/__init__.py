@@ -1,0 +1,43 @@
+"""Speech data pipeline: audio I/O, corpora, phonemes, tokenizers, batching, DataModule.
+
+Heavy or optional pieces (phonemizer, lightning) are imported lazily by the modules that
+need them; importing `unispeech.data` itself stays cheap.
+"""
+
+from .audio import SAMPLING_RATE, audio_info, load_audio, normalize, resample
+from .collate import Collator
+from .commonvoice import build_finetune_subset, load_commonvoice, read_tsv
+from .corpus import SkipReport, validate
+from .dataset import SpeechDataset
+from .feature_extractor import UniSpeechFeatureExtractor
+from .sampler import (
+    DurationBucketSampler,
+    LabeledUnlabeledMixing,
+    TemperatureSampling,
+    language_probabilities,
+    padding_fraction,
+)
+from .sources import load_audio_folder, load_hf_corpus, load_manifest
+from .tokenizer import CTCTokenizer, normalize_text
+
+__all__ = [
+    "SAMPLING_RATE", "audio_info", "load_audio", "normalize", "resample",
+    "Collator", "build_finetune_subset", "load_commonvoice", "read_tsv", "SkipReport", "validate",
+    "SpeechDataset", "UniSpeechFeatureExtractor", "DurationBucketSampler", "LabeledUnlabeledMixing",
+    "TemperatureSampling", "language_probabilities", "padding_fraction", "load_audio_folder",
+    "load_hf_corpus", "load_manifest", "CTCTokenizer", "normalize_text",
+    "UniSpeechDataModule", "ensure_demo_corpus",
+]
+
+
+def __getattr__(name: str):
+    # Lazy: the DataModule pulls in lightning, the demo corpus pulls in espeak-ng.
+    if name == "UniSpeechDataModule":
+        from .datamodule import UniSpeechDataModule
+
+        return UniSpeechDataModule
+    if name == "ensure_demo_corpus":
+        from .demo_corpus import ensure_demo_corpus
+
+        return ensure_demo_corpus
+    raise AttributeError(f"module 'unispeech.data' has no attribute {name!r}")
