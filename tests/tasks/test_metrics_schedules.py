@@ -1,0 +1,91 @@
+"""Unit tests: edit distance, greedy CTC decoding, error rates, LR schedules, Gumbel τ."""
+
+import math
+
+import pytest
+import torch
+
+from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, edit_distance, tokens_to_text, words
+from unispeech.tasks.pretraining import gumbel_temperature
+from unispeech.tasks.schedules import build_scheduler, polynomial_decay_factor, tri_stage_factor
+
+
+@pytest.mark.parametrize(
+    "hyp, ref, expected",
+    [("kitten", "sitting", 3), ("", "abc", 3), ("abc", "", 3), ("abc", "abc", 0), ("ab", "ba", 2), ("flaw", "lawn", 2)],
+)
+def test_edit_distance(hyp, ref, expected):
+    assert edit_distance(list(hyp), list(ref)) == expected
+    assert edit_distance(list(ref), list(hyp)) == expected
+
+
+def test_greedy_decode_merges_repeats_drops_blanks_and_respects_lengths():
+    # frames: a a _ a b b _ | then padding frames that would decode to "c"
+    ids = [5, 5, 0, 5, 6, 6, 0, 7, 7]
+    logits = torch.full((1, len(ids), 8), -5.0)
+    logits[0, torch.arange(len(ids)), torch.tensor(ids)] = 5.0
+    assert ctc_greedy_decode(logits) == [[5, 5, 6, 7]]
+    assert ctc_greedy_decode(logits, torch.tensor([7])) == [[5, 5, 6]]
+
+
+def test_error_rates_per_cer_wer():
+    counts = ErrorCounts()
+    # reference "ab|cd", hypothesis "ab|ce": one phone of 4, one word of 2, one char of 5 ("ab cd")
+    counts.update(list("ab|ce"), list("ab|cd"))
+    rates = counts.rates()
+    assert rates["per"] == pytest.approx(1 / 4)
+    assert rates["wer"] == pytest.approx(1 / 2)
+    assert rates["cer"] == pytest.approx(1 / 5)
+    # special tokens never count
+    counts = ErrorCounts()
+    counts.update(["<unk>", "a", "<s>"], ["a"])
+    assert counts.rates()["per"] == 0.0
+
+
+def test_words_and_text():
+    assert words(["h", "i", "|", "|", "y", "o", "|"]) == ["hi", "yo"]
+    assert tokens_to_text(["h", "i", "|", "y", "o"]) == "hi yo"
+    assert tokens_to_text(["ə", "b", "|", "k"], token_joiner=" ") == "ə b | k"
+
+
+def test_polynomial_schedule_warmup_peak_decay():
+    assert polynomial_decay_factor(0, 10, 100) == pytest.approx(0.1)
+    assert polynomial_decay_factor(9, 10, 100) == pytest.approx(1.0)
+    assert polynomial_decay_factor(55, 10, 100) == pytest.approx(0.5)
+    assert polynomial_decay_factor(100, 10, 100) == 0.0
+    assert polynomial_decay_factor(200, 10, 100) == 0.0
+
+
+def test_tri_stage_schedule_shape():
+    total = 1000
+    f = [tri_stage_factor(s, total) for s in range(total + 50)]
+    assert f[0] == pytest.approx(0.01)
+    assert all(a <= b for a, b in zip(f[:100], f[1:100]))  # warm-up rises
+    assert f[100:500] == [1.0] * 400  # hold
+    assert f[750] == pytest.approx(math.sqrt(0.05), rel=1e-3)  # exponential: half-way is the geometric mean
+    assert f[1000] == pytest.approx(0.05)
+    assert f[-1] == pytest.approx(0.05)  # stays at the floor
+    with pytest.raises(ValueError, match="sum to 1"):
+        tri_stage_factor(0, total, 0.2, 0.4, 0.5)
+
+
+def test_build_scheduler_drives_optimizer_lr():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=2.0)
+    scheduler = build_scheduler(optimizer, "polynomial", total_steps=20, warmup_steps=4)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.5) and lrs[3] == pytest.approx(2.0) and lrs[-1] < 0.2
+    with pytest.raises(ValueError, match="scheduler.name"):
+        build_scheduler(optimizer, "cosine", total_steps=10)
+    with pytest.raises(ValueError, match="unknown options"):
+        build_scheduler(optimizer, "polynomial", total_steps=10, warmup=3)
+
+
+def test_gumbel_temperature_anneals_to_floor():
+    assert gumbel_temperature(0, 2.0, 0.5, 0.999995) == 2.0
+    assert gumbel_temperature(100_000, 2.0, 0.5, 0.999995) == pytest.approx(2.0 * 0.999995**100_000)
+    assert gumbel_temperature(10_000_000, 2.0, 0.5, 0.999995) == 0.5

@@ -1,0 +1,90 @@
+"""What every UniSpeech task shares: optimizer + per-step schedule, step seeding, throughput.
+
+Per-step seeding: at the start of every (micro-)batch the global torch RNG (dropout, Gumbel
+noise) and the mask/negative generator are reseeded from (seed, step, rank), and the model's
+layerdrop generators from (seed, step) alone. Every random draw is then a function of the
+step, so (1) resuming from a checkpoint reproduces the uninterrupted run exactly and (2)
+layerdrop skips the same layers on every DDP rank, which keeps every parameter in the graph
+on every rank without ``find_unused_parameters``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from unispeech.tasks.optim import build_adam
+from unispeech.tasks.schedules import build_scheduler
+
+SAMPLE_RATE = 16_000
+
+
+class SpeechTask(L.LightningModule):
+    """Base LightningModule: subclasses build ``self.model`` and implement the steps."""
+
+    def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.optimizer_cfg = dict(optimizer or {"lr": 5e-4})
+        self.scheduler_cfg = dict(scheduler or {"name": "constant"})
+        self.seed = int(seed)
+        self._step_started: float | None = None
+        self._mask_generator: torch.Generator | None = None
+
+    # -- optimisation ---------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = build_adam(self.model, **self.optimizer_cfg)
+        schedule = dict(self.scheduler_cfg)
+        name = schedule.pop("name", "constant")
+        total = schedule.pop("total_steps", None) or self._total_steps()
+        scheduler = build_scheduler(optimizer, name, int(total), **schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        steps = self.trainer.estimated_stepping_batches
+        if steps is None or steps == float("inf"):
+            raise ValueError("scheduler.total_steps must be set when trainer.max_steps is -1 and max_epochs is unbounded")
+        return int(steps)
+
+    # -- reproducibility ----------------------------------------------------------------
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # micro-batches of one accumulated step must not share their random draws
+        step = int(self.global_step) * 64 + batch_idx % max(1, self.trainer.accumulate_grad_batches)
+        torch.manual_seed(_mix(self.seed, step, 2 * self.global_rank + 1))
+        self._mask_generator = torch.Generator(device=self.device)
+        self._mask_generator.manual_seed(_mix(self.seed, step, 2 * self.global_rank + 2))
+        for module in self.model.modules():
+            generator = getattr(module, "layerdrop_generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(_mix(self.seed, step, 0))  # same on all ranks
+        if self._step_started is None:
+            self._step_started = time.perf_counter()
+
+    def log_throughput(self, batch: dict) -> None:
+        """Audio hours per second (per rank) between successive training batches."""
+        now = time.perf_counter()
+        if self._step_started is not None:
+            elapsed = max(now - self._step_started, 1e-9)
+            audio_seconds = float(batch["attention_mask"].sum()) / SAMPLE_RATE
+            self.log("train/audio_hours_per_s", audio_seconds / 3600 / elapsed, on_step=True, batch_size=1)
+            self.log("train/audio_seconds", audio_seconds, on_step=True, batch_size=1)
+        self._step_started = now
+
+    def log_lr(self) -> None:
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, prog_bar=True, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the full architecture (a fine-tuned model's comes from its pretrained source, not
+        # from our hyper-parameters): export and transcription need nothing else
+        checkpoint["unispeech_config"] = self.model.config.to_dict()
+
+    def frame_lengths(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.get_feat_extract_output_lengths(attention_mask.sum(-1)).long()
+
+
+def _mix(seed: int, step: int, stream: int) -> int:
+    """A distinct 63-bit seed per (seed, step, stream)."""
+    return (seed * 1_000_003 + step * 7_919 + stream * 104_729 + 0x5EED) % (2**63 - 1)

@@ -1,0 +1,78 @@
+"""Utterance classification (keyword spotting) on a pretrained UniSpeech encoder.
+
+``UniSpeechForSequenceClassification`` mean-pools the projected encoder output over valid
+frames; with ``use_weighted_layer_sum`` it first mixes every transformer layer with learned
+softmax weights (SUPERB style), which usually beats the last layer for keyword spotting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from unispeech.modeling import UniSpeechConfig, UniSpeechForSequenceClassification
+from unispeech.tasks.base import SpeechTask
+from unispeech.tasks.checkpoints import load_backbone_weights, read_pretrained
+from unispeech.tasks.ctc_finetuning import _FINETUNE_FIELDS, _HEAD_FIELDS
+
+
+class ClassificationTask(SpeechTask):
+    def __init__(
+        self,
+        model: dict,
+        labels: Sequence[str],
+        pretrained: str | None = None,
+        freeze_feature_encoder: bool = True,
+        use_weighted_layer_sum: bool = False,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(optimizer, scheduler, seed)
+        self.save_hyperparameters()
+        self.labels = list(labels)
+        overrides = dict(model)
+        base: dict = {}
+        state = None
+        if pretrained:
+            base, state = read_pretrained(pretrained)
+            base = {k: v for k, v in base.items() if k not in _HEAD_FIELDS}
+            overrides = {k: v for k, v in overrides.items() if k in _FINETUNE_FIELDS}
+        config = UniSpeechConfig.from_dict(
+            {**base, **overrides},
+            id2label=dict(enumerate(self.labels)),
+            use_weighted_layer_sum=bool(use_weighted_layer_sum),
+        )
+        self.model = UniSpeechForSequenceClassification(config)
+        if pretrained:
+            load_backbone_weights(self.model, pretrained, state)
+        if freeze_feature_encoder:
+            self.model.freeze_feature_encoder()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, correct = self._step(batch)
+        size = len(batch["ids"])
+        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=size)
+        self.log("train/accuracy", correct / size, on_step=True, batch_size=size)
+        self.log_lr()
+        self.log_throughput(batch)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def _evaluate(self, stage: str, batch: dict) -> None:
+        loss, correct = self._step(batch)
+        size = len(batch["ids"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=size, sync_dist=True)
+        # batch_size-weighted mean of per-batch accuracy = overall accuracy
+        self.log(f"{stage}/accuracy", correct / size, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+
+    def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(batch["input_values"], attention_mask=batch["attention_mask"], labels=batch["class_labels"])
+        correct = (out.logits.argmax(-1) == batch["class_labels"]).sum().float()
+        return out.loss, correct

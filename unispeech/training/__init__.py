@@ -1,0 +1,1 @@
+"""Training-run plumbing around the tasks: loggers, callbacks, resumable data loading."""

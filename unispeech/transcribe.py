@@ -1,0 +1,128 @@
+"""Transcribe audio files with a fine-tuned CTC model (greedy decoding).
+
+    python -m unispeech.transcribe --model RUN/checkpoints/best-*.ckpt clips/ a.wav b.mp3
+    python -m unispeech.transcribe --model RUN/export --format tsv --output out.tsv clips/
+
+``--model`` is a Lightning checkpoint from ``unispeech.train`` or an exported / Hugging Face
+directory with a tokenizer. Directories are searched for audio files. Output: one record per
+file with the text (phones separated by spaces, or words) and the token sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unispeech.data.audio import AUDIO_EXTENSIONS, load_audio
+from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
+from unispeech.tasks.checkpoints import load_trained_model
+from unispeech.tasks.metrics import ctc_greedy_decode, ids_to_tokens, tokens_to_text
+
+
+def find_audio(inputs: Iterable[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such audio file or directory: {item}")
+    return files
+
+
+class Transcriber:
+    """A CTC model + its vocabulary; ``transcribe(paths)`` → records."""
+
+    def __init__(self, model_source: str, device: str = "cpu") -> None:
+        self.model, info = load_trained_model(model_source)
+        if info["task"] != "ctc":
+            raise ValueError(f"{model_source} is a {info['task']} model; transcription needs a CTC fine-tuned one")
+        if not info["vocabulary"]:
+            raise ValueError(f"{model_source} has no tokenizer vocabulary (vocab.json)")
+        self.vocabulary = info["vocabulary"]
+        self.joiner = " " if info["tokenizer_kind"] == "phones" else ""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.features = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)
+
+    @torch.inference_mode()
+    def transcribe_waveforms(self, waveforms: Sequence[Any]) -> list[list[str]]:
+        batch = self.features(list(waveforms), return_tensors="pt")
+        input_values = batch["input_values"].to(self.device)
+        attention_mask = batch["attention_mask"].to(self.device)
+        logits = self.model(input_values, attention_mask=attention_mask).logits
+        lengths = self.model.get_feat_extract_output_lengths(attention_mask.sum(-1))
+        return [ids_to_tokens(ids, self.vocabulary) for ids in ctc_greedy_decode(logits, lengths, blank_id=0)]
+
+    def transcribe(self, files: Sequence[Path], batch_size: int = 8, progress: bool = True) -> list[dict[str, Any]]:
+        # longest first: similar lengths share a batch (less padding), and memory errors come early
+        waves = {f: load_audio(f) for f in files}
+        order = sorted(files, key=lambda f: -len(waves[f]))
+        records: dict[Path, dict[str, Any]] = {}
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in _progress(batches, progress):
+            for path, tokens in zip(batch, self.transcribe_waveforms([waves[p] for p in batch])):
+                records[path] = {
+                    "path": str(path),
+                    "text": tokens_to_text(tokens, self.joiner),
+                    "tokens": tokens,
+                    "seconds": round(len(waves[path]) / 16_000, 3),
+                }
+        return [records[f] for f in files]
+
+
+def _progress(items: list, enabled: bool) -> Iterable:
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return track(items, description="transcribing", transient=True, console=_stderr_console())
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def write_records(records: list[dict[str, Any]], fmt: str, handle) -> None:
+    if fmt == "json":
+        json.dump(records, handle, ensure_ascii=False, indent=1)
+        handle.write("\n")
+    else:
+        handle.write("path\ttext\n")
+        for record in records:
+            handle.write(f"{record['path']}\t{record['text']}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Transcribe audio with a fine-tuned UniSpeech CTC model.")
+    parser.add_argument("inputs", nargs="+", help="audio files or directories")
+    parser.add_argument("--model", required=True, help=".ckpt from unispeech.train or an exported directory")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--format", choices=("json", "tsv"), default="json")
+    parser.add_argument("--output", help="file to write (default: stdout)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    files = find_audio(args.inputs)
+    if not files:
+        parser.error("no audio files found")
+    records = Transcriber(args.model, args.device).transcribe(files, args.batch_size, not args.no_progress)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            write_records(records, args.format, handle)
+    else:
+        write_records(records, args.format, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
