@@ -88,8 +88,9 @@ def phonemize(texts: Sequence[str], locale: str, word_boundary: bool = True) -> 
     _configure_espeak()
     from phonemizer.separator import Separator
 
-    word_sep = f" {WORD_BOUNDARY} " if word_boundary else " "
-    separator = Separator(phone=" ", word=word_sep, syllable="")
+    # phonemizer needs distinct phone and word separators: always mark word boundaries,
+    # and drop the marks afterwards when they are not wanted.
+    separator = Separator(phone=" ", word=f" {WORD_BOUNDARY} ", syllable="")
     out = _backend(locale_to_voice(locale)).phonemize(list(texts), separator=separator, strip=True)
     return [_tidy(line, word_boundary) for line in out]
 
@@ -106,6 +107,8 @@ def _tidy(line: str, word_boundary: bool) -> str:
         while cleaned and cleaned[-1] == WORD_BOUNDARY:
             cleaned.pop()
         tokens = cleaned
+    else:
+        tokens = [tok for tok in tokens if tok != WORD_BOUNDARY]
     return " ".join(tokens)
 
 

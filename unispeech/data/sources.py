@@ -16,7 +16,7 @@ import datasets
 
 from .audio import AUDIO_EXTENSIONS
 from .commonvoice import read_tsv
-from .corpus import SkipReport, cache_key, cached_table, file_fingerprint, make_table, validate
+from .corpus import SkipReport, cache_key, cached_table, default_cache_dir, file_fingerprint, make_table, validate
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -86,7 +86,7 @@ def load_hf_corpus(
     fingerprint = file_fingerprint(source_path) if source_path.exists() else name_or_path
     key = cache_key("hf", fingerprint, config, split, audio_column, text_column, speaker_column,
                     label_column, id_column, locale, min_duration, max_duration, check)
-    blob_dir = (cache_dir or Path.cwd() / ".unispeech_cache") / "blobs"
+    blob_dir = Path(cache_dir or default_cache_dir() / "prepared") / "blobs"
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         ds, base = _open_hf(name_or_path, split, config)

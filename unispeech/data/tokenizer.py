@@ -124,7 +124,8 @@ class CTCTokenizer:
             ids = [key for key, _ in itertools.groupby(ids)]
         tokens = []
         for tok in self.convert_ids_to_tokens(ids):
-            if tok == PAD or (skip_special_tokens and tok in (BOS, EOS)):
+            # as in transformers, skip_special_tokens also drops <unk>
+            if tok == PAD or (skip_special_tokens and tok in (BOS, EOS, UNK)):
                 continue
             tokens.append(tok)
         if self.kind == "chars":
