@@ -1,0 +1,290 @@
+#!/usr/bin/env python
+"""Time our training and inference steps against `transformers` in the same process.
+
+    python scripts/benchmark.py                       # CPU: small shape, < 2 minutes
+    python scripts/benchmark.py --shape base large    # GPU: 8 x 15 s, bf16 autocast
+    python scripts/benchmark.py --compile             # add torch.compile'd rows
+
+Rows (same batch, same precision, same optimizer for both sides):
+- ctc:       UniSpeechForCTC forward + backward + AdamW step, vs transformers' UniSpeechForCTC
+- pretrain:  UniSpeechForPreTraining with the full UniSpeech objective (contrastive +
+             diversity + phonetic CTC), vs transformers' Wav2Vec2ForPreTraining (contrastive +
+             diversity only: transformers has no UniSpeech loss) with its own numpy mask and
+             negative helpers, timed as part of its step as a user would run it
+- infer:     eval forward + greedy CTC decoding
+Speed is audio seconds per second; the ratio is ours / transformers. On CUDA it also prints
+MFU = analytic model FLOPs per second / peak bf16 FLOP/s (training = 3 x forward) and peak
+memory per audio second, and a breakdown of our pretraining step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+
+import unispeech
+from unispeech import UniSpeechConfig
+
+SAMPLE_RATE = 16000
+SHAPES = {
+    # name: (config fields, batch size, seconds per utterance)
+    "small": (dict(hidden_size=384, num_hidden_layers=4, num_attention_heads=6, intermediate_size=1536,
+                   conv_dim=(256,) * 7, codevector_dim=256, proj_codevector_dim=128), 2, 4.0),
+    "base": (dict(), 8, 15.0),
+    "large": (dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                   do_stable_layer_norm=True, feat_extract_norm="layer", codevector_dim=768,
+                   proj_codevector_dim=768), 8, 15.0),
+}
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def model_config(shape: str) -> UniSpeechConfig:
+    fields, _, _ = SHAPES[shape]
+    common = dict(mask_time_prob=0.5, mask_time_length=10, layerdrop=0.0, vocab_size=64, num_ctc_classes=64)
+    return UniSpeechConfig(**{**common, **fields})
+
+
+def forward_flops(config: UniSpeechConfig, batch: int, samples: int) -> float:
+    """Multiply-adds × 2 of one forward pass (convs, projections, attention, FFN, quantizer)."""
+    flops, length, in_dim = 0.0, samples, 1
+    for dim, kernel, stride in zip(config.conv_dim, config.conv_kernel, config.conv_stride):
+        length = (length - kernel) // stride + 1
+        flops += 2 * in_dim * dim * kernel * length
+        in_dim = dim
+    t, h, i = length, config.hidden_size, config.intermediate_size
+    flops += 2 * in_dim * h * t  # feature projection
+    flops += 2 * h * (h // config.num_conv_pos_embedding_groups) * config.num_conv_pos_embeddings * t
+    per_layer = 8 * h * h * t + 4 * t * t * h + 4 * h * i * t  # QKVO + scores/values + FFN
+    flops += config.num_hidden_layers * per_layer
+    flops += 2 * in_dim * config.num_codevector_groups * config.num_codevectors_per_group * t  # quantizer logits
+    return batch * flops
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    peak_mem: float
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(step, device: torch.device, warmup: int, steps: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return seconds, peak
+
+
+def make_batch(batch: int, seconds: float, device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    samples = int(seconds * SAMPLE_RATE)
+    x = torch.randn(batch, samples, generator=g)
+    mask = torch.ones(batch, samples, dtype=torch.long)
+    # a realistic batch is not all full length: last row 80 % long
+    mask[-1, int(0.8 * samples):] = 0
+    x = x * mask
+    labels = torch.randint(5, 60, (batch, int(seconds * 12)), generator=g)  # ~12 phones / s
+    return x.to(device), mask.to(device), labels.to(device)
+
+
+def hf_models(config: UniSpeechConfig, device: torch.device, attn: str):
+    import transformers
+
+    fields = {k: v for k, v in config.to_dict().items() if k in transformers.UniSpeechConfig().to_dict()}
+    fields.pop("id2label", None), fields.pop("label2id", None)
+    ctc = transformers.UniSpeechForCTC(transformers.UniSpeechConfig(**fields, attn_implementation=attn))
+    pre = transformers.Wav2Vec2ForPreTraining(transformers.Wav2Vec2Config(**fields, attn_implementation=attn))
+    return ctc.to(device), pre.to(device)
+
+
+def optimizer_for(model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
+
+
+def run_shape(shape: str, args, device: torch.device) -> list[str]:
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+
+    config = model_config(shape)
+    _, batch, seconds = SHAPES[shape]
+    x, mask, labels = make_batch(batch, seconds, device)
+    audio_seconds = batch * seconds
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+
+    def amp():
+        return torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast(device.type, enabled=False)
+
+    ours_ctc = unispeech.UniSpeechForCTC(config).to(device).train()
+    ours_pre = unispeech.UniSpeechForPreTraining(config).to(device).train()
+    hf_ctc, hf_pre = hf_models(config, device, "sdpa")
+    hf_ctc.train(), hf_pre.train()
+    if args.compile:
+        ours_ctc_c = torch.compile(ours_ctc, dynamic=False)
+        ours_pre_c = torch.compile(ours_pre, dynamic=False)
+
+    def ctc_step(model, opt):
+        def step():
+            with amp():
+                loss = model(x, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def ours_pre_step(model, opt):
+        def step():
+            with amp():
+                loss = model(x, attention_mask=mask, labels=labels, generator=generator).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
+    frames = int(ours_pre.get_feat_extract_output_lengths(x.shape[1]))
+    frame_mask = hf_pre._get_feature_vector_attention_mask(frames, mask)
+
+    def hf_pre_step():
+        time_mask = _compute_mask_indices((batch, frames), 0.5, 10, attention_mask=frame_mask.cpu(), min_masks=2)
+        negatives = _sample_negative_indices((batch, frames), config.num_negatives, mask_time_indices=time_mask)
+        with amp():
+            loss = hf_pre(
+                x, attention_mask=mask,
+                mask_time_indices=torch.tensor(time_mask, device=device, dtype=torch.bool),
+                sampled_negative_indices=torch.tensor(negatives, device=device, dtype=torch.long),
+            ).loss
+        loss.backward()
+        hf_pre_opt.step()
+        hf_pre_opt.zero_grad(set_to_none=True)
+
+    def infer_step(model):
+        def step():
+            with torch.inference_mode(), amp():
+                logits = model(x, attention_mask=mask).logits
+                logits.argmax(dim=-1).cpu()  # greedy decoding ends on the host
+        return step
+
+    hf_pre_opt = optimizer_for(hf_pre, device)
+    rows = []
+    specs = [
+        ("ctc", ctc_step(ours_ctc, optimizer_for(ours_ctc, device)), ctc_step(hf_ctc, optimizer_for(hf_ctc, device)), 3),
+        ("pretrain", ours_pre_step(ours_pre, optimizer_for(ours_pre, device)), hf_pre_step, 3),
+    ]
+    if args.compile:
+        specs += [
+            ("ctc compiled", ctc_step(ours_ctc_c, optimizer_for(ours_ctc, device)), None, 3),
+            ("pretrain compiled", ours_pre_step(ours_pre_c, optimizer_for(ours_pre, device)), None, 3),
+        ]
+    fwd_flops = forward_flops(config, batch, x.shape[1])
+    for name, ours_step, hf_step, factor in specs:
+        ours_s, ours_mem = time_steps(ours_step, device, args.warmup, args.steps)
+        hf_s, hf_mem = time_steps(hf_step, device, args.warmup, args.steps) if hf_step else (float("nan"), float("nan"))
+        rows.append(format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, factor * fwd_flops, device))
+    ours_ctc.eval(), hf_ctc.eval()
+    ours_s, ours_mem = time_steps(infer_step(ours_ctc), device, args.warmup, args.steps)
+    hf_s, hf_mem = time_steps(infer_step(hf_ctc), device, args.warmup, args.steps)
+    rows.append(format_row(shape, "infer", audio_seconds, ours_s, hf_s, ours_mem, hf_mem, fwd_flops, device))
+    if args.breakdown:
+        rows += breakdown(ours_pre.train(), x, mask, labels, amp, device, args)
+    return rows
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, flops, device) -> str:
+    ours_speed, hf_speed = audio_seconds / ours_s, audio_seconds / hf_s
+    row = f"| {shape} | {name} | {ours_speed:,.1f} | {hf_speed:,.1f} | {ours_speed / hf_speed:.2f}x |"
+    peak = peak_flops(device)
+    if peak:
+        row += f" {100 * flops / ours_s / peak:.1f}% | {100 * flops / hf_s / peak:.1f}% |"
+        row += f" {ours_mem / audio_seconds * 1024:.0f} | {hf_mem / audio_seconds * 1024:.0f} |"
+    return row
+
+
+def breakdown(model, x, mask, labels, amp, device, args) -> list[str]:
+    """Where our pretraining step spends its time: each part's forward + backward."""
+    opt = optimizer_for(model, device)
+    encoder = model.unispeech
+
+    def conv_only():
+        with amp():
+            out = encoder.feature_extractor(x)
+        out.float().sum().backward()
+
+    def encoder_only():
+        with amp():
+            out = encoder(x, mask).last_hidden_state
+        out.float().sum().backward()
+
+    def full():
+        with amp():
+            loss = model(x, mask, labels=labels).loss
+        loss.backward()
+
+    def optimizer_only():
+        opt.step()
+
+    parts = {}
+    for name, fn in (("conv", conv_only), ("encoder", encoder_only), ("full", full), ("optim", optimizer_only)):
+        parts[name], _ = time_steps(fn, device, args.warmup, args.steps)
+        model.zero_grad(set_to_none=False)
+    total = parts["full"] + parts["optim"]
+    shares = {
+        "feature encoder": parts["conv"],
+        "transformer": parts["encoder"] - parts["conv"],
+        "quantizer + losses": parts["full"] - parts["encoder"],
+        "optimizer": parts["optim"],
+    }
+    return [f"|   breakdown | {k} | {v * 1000:.1f} ms | {100 * v / total:.0f}% |" for k, v in shares.items()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", nargs="+", choices=list(SHAPES), default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="time each part of our pretraining step")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    shapes = args.shape or (["base", "large"] if device.type == "cuda" else ["small"])
+    torch.manual_seed(0)
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, device "
+          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
+          f"({torch.get_num_threads()} threads), precision {'bf16 autocast' if device.type == 'cuda' else 'float32'}")
+    print("MFU = analytic forward FLOPs x (3 for training, 1 for inference) / step time / peak bf16 FLOP/s")
+    header = "| shape | step | ours audio-s/s | transformers audio-s/s | ratio |"
+    if device.type == "cuda":
+        header += " ours MFU | transformers MFU | ours MiB/audio-s | transformers MiB/audio-s |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for shape in shapes:
+        for row in run_shape(shape, args, device):
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
