@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import tiny_config
+from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechConfig
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_config
+from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechForPreTraining
 

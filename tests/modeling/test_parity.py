@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from modeling_fixtures import tiny_config
 from safetensors.torch import load_file, save_file
 
 import unispeech

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_config
+from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechForCTC, UniSpeechForPreTraining
 from unispeech.modeling.losses import ctc_loss_per_row
