@@ -142,3 +142,30 @@ def test_invalid_configurations():
         UniSpeechDataModule(mode="ctc", label_type="none")
     with pytest.raises(ValueError, match="phone"):
         UniSpeechDataModule(mode="pretraining", label_type="chars")
+
+
+def test_lightning_trainer_reshuffles_each_epoch(unispeech_cache, tmp_path):
+    import lightning as L
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.seen: dict[int, list[str]] = {}
+
+        def training_step(self, batch, batch_idx):
+            self.seen.setdefault(self.current_epoch, []).extend(batch["ids"])
+            return (self.weight * batch["input_values"].mean()).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = UniSpeechDataModule(corpus="demo", locales=["es"], num_workers=1, persistent_workers=True,
+                             max_batch_seconds=15.0, val_splits=[], test_splits=[])
+    module = Recorder()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                        default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    assert sorted(module.seen[0]) == sorted(module.seen[1]) == sorted(dm.tables["train"]["id"])
+    assert module.seen[0] != module.seen[1]  # Lightning's set_epoch reached the batch sampler

@@ -452,11 +452,12 @@ class UniSpeechDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list:
+        # An empty list tells Lightning there is no validation loop.
+        return self._loader("val", shuffle=False) if self.val_splits else []
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader("test", shuffle=False) if self.test_splits else []
 
     def state_dict(self) -> dict[str, Any]:
         return {"label_names": self.label_names}

@@ -74,6 +74,9 @@ class DurationBucketSampler(Sampler[list[int]]):
         self.rank = int(rank)
         self.index_source = index_source
         self.epoch = 0
+        # Lightning calls set_epoch on `dataloader.batch_sampler.sampler`, not on the batch
+        # sampler itself: expose a tiny object that forwards the call to us.
+        self.sampler = _EpochForwarder(self)
         self._cache: tuple[int, list[list[int]]] | None = None
         self.repeated_batches = 0  # > 0 only in the degenerate "fewer utterances than ranks" case
 
@@ -149,6 +152,19 @@ class DurationBucketSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._epoch_batches()) // self.num_replicas
+
+
+class _EpochForwarder:
+    """Stands in as `batch_sampler.sampler` so frameworks that set the epoch there reach us."""
+
+    def __init__(self, owner: DurationBucketSampler) -> None:
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.owner)
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], durations: Sequence[float] | np.ndarray) -> float:
