@@ -224,7 +224,10 @@ class UniSpeechDataModule(L.LightningDataModule):
         tables: list[datasets.Dataset] = []
         if source == "commonvoice":
             root = self._root(corpus)
-            locales = self.locales or (list_locales(root) if not (root / "clips").is_dir() else [root.name])
+            if (root / "clips").is_dir():  # a locale folder: its name is the locale
+                locales = [root.name]
+            else:
+                locales = self.locales or list_locales(root)
             for locale in locales:
                 table, report = load_commonvoice(root, locale, split, labeled=labeled, **common)
                 tables.append(table)
