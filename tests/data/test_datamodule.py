@@ -169,3 +169,19 @@ def test_lightning_trainer_reshuffles_each_epoch(unispeech_cache, tmp_path):
     trainer.fit(module, datamodule=dm)
     assert sorted(module.seen[0]) == sorted(module.seen[1]) == sorted(dm.tables["train"]["id"])
     assert module.seen[0] != module.seen[1]  # Lightning's set_epoch reached the batch sampler
+
+
+def test_dataset_survives_a_file_vanishing_mid_run(tmp_path, caplog):
+    from unispeech.data.dataset import SpeechDataset
+
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", tone(0.5 if name == "a" else 0.25, 16_000), 16_000)
+    ds = SpeechDataset([str(tmp_path / "a.wav"), str(tmp_path / "b.wav")], ["a", "b"], [0.5, 0.25],
+                       labels=[[5], [6, 7]], do_normalize=False)
+    (tmp_path / "a.wav").unlink()
+    item = ds[0]
+    assert item["id"] == "b" and item["labels"] == [6, 7] and len(item["input_values"]) == 4_000
+    assert "a.wav" in caplog.text
+    (tmp_path / "b.wav").unlink()
+    with pytest.raises(RuntimeError):
+        ds[1]

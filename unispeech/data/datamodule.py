@@ -369,7 +369,8 @@ class UniSpeechDataModule(L.LightningDataModule):
             keep = [i for i, n in enumerate(names) if n in mapping]
             if len(keep) < len(names):
                 report = SkipReport(corpus=name)
-                report.add("label unseen in training", [table["id"][i] for i in range(len(names)) if names[i] not in mapping])
+                ids = table["id"]
+                report.add("label unseen in training", [ids[i] for i in range(len(names)) if names[i] not in mapping])
                 report.warn()
                 self.skipped.merge(report)
                 table = table.select(keep)

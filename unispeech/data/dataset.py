@@ -6,6 +6,7 @@ into DataLoader workers. Audio is decoded lazily with soundfile and resampled wi
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .audio import SAMPLING_RATE, load_audio, normalize, random_crop
+
+logger = logging.getLogger("unispeech.data")
 
 
 class SpeechDataset(Dataset):
@@ -59,7 +62,16 @@ class SpeechDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        wav = load_audio(self.paths[index], self.sampling_rate)
+        try:
+            wav = load_audio(self.paths[index], self.sampling_rate)
+        except RuntimeError as err:
+            # Validated at preparation time, so this means the file changed since. Rather than
+            # killing a long run mid-epoch, serve the next utterance (with its own labels).
+            if getattr(self, "_fallbacks", 0) >= len(self):
+                raise
+            self._fallbacks = getattr(self, "_fallbacks", 0) + 1
+            logger.warning("cannot decode %s (%s); serving the next utterance instead", self.paths[index], err)
+            return self[(index + 1) % len(self)]
         labels = self.labels[index]
         if self.max_sample_size and labels is None and len(wav) > self.max_sample_size:
             # Varies across epochs and workers, reproducible under a global seed.
