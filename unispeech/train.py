@@ -38,6 +38,17 @@ from unispeech.training.validation import (
 )
 
 TASKS = ("pretrain", "ctc", "classification")
+
+
+def _demo_corpus_root() -> str:
+    from unispeech.data import ensure_demo_corpus
+
+    return str(ensure_demo_corpus())
+
+
+# `${demo_corpus:}` in a config: the embedded demo release root, synthesised on first use
+if not OmegaConf.has_resolver("demo_corpus"):
+    OmegaConf.register_new_resolver("demo_corpus", _demo_corpus_root, use_cache=True)
 # arguments of the task classes that train.py fills in from the data module and config
 INJECTED_TASK_ARGUMENTS = ("model", "phone_vocabulary", "vocabulary", "labels", "tokenizer_kind", "language", "seed")
 
@@ -188,7 +199,10 @@ def run_pipeline(cfg: DictConfig, output_dir: str | os.PathLike, overrides: list
     summaries = [run(cfg, output_dir)]
     next_stage = list(cfg.get("next_stage") or [])
     if next_stage and GlobalHydra.instance().is_initialized() and _is_global_zero():
-        stage_overrides = [o for o in overrides if not o.split("=")[0].lstrip("+~") in _STAGE_LOCAL] + next_stage
+        # a stage runs its own next_stage only if it names one: no accidental recursion
+        replaced = _STAGE_LOCAL | {_override_key(o) for o in next_stage}
+        kept = [o for o in overrides if _override_key(o) not in replaced]
+        stage_overrides = kept + ["next_stage=[]"] + next_stage
         stage_overrides.append(f"task.module.pretrained={summaries[0]['checkpoint']}")
         stage_cfg = hydra.compose(config_name="train", overrides=stage_overrides)
         summaries += run_pipeline(stage_cfg, Path(output_dir) / str(cfg.get("next_stage_name", "stage2")), stage_overrides)
@@ -197,6 +211,10 @@ def run_pipeline(cfg: DictConfig, output_dir: str | os.PathLike, overrides: list
 
 # keys of the first stage that must not leak into the next one
 _STAGE_LOCAL = {"ckpt_path", "trainer.max_steps", "trainer.max_epochs", "task", "next_stage"}
+
+
+def _override_key(override: str) -> str:
+    return override.split("=")[0].lstrip("+~")
 
 
 def _is_global_zero() -> bool:

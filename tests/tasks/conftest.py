@@ -1,0 +1,44 @@
+"""Shared helpers for the training-framework tests: Hydra composition and tiny runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+# Small, fast and deterministic: no wandb, no progress bar, few steps.
+FAST = [
+    "logger=csv",
+    "callbacks=none",
+    "trainer.enable_model_summary=false",
+    "+trainer.enable_progress_bar=false",
+]
+
+
+def compose_config(overrides: list[str], config_name: str = "train"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture
+def hydra_context():
+    """Keep Hydra initialised during a test (run_pipeline composes follow-up stages)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def column(rows: list[dict[str, str]], name: str) -> list[float]:
+    return [float(r[name]) for r in rows if r.get(name) not in (None, "")]
