@@ -158,7 +158,8 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
 
     checkpoint_dir = Path(cfg.paths.checkpoint_dir)
     loggers = build_loggers(cfg, output_dir)
-    callbacks = build_callbacks(cfg) + [CountConsumedBatches()]
+    # first: a checkpoint saved in another callback's on_train_batch_end must count this batch
+    callbacks = [CountConsumedBatches()] + build_callbacks(cfg)
     trainer = build_trainer(cfg, loggers, callbacks, output_dir)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, checkpoint_dir))
 

@@ -59,10 +59,14 @@ class ResumableLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
+        # A generator: the body runs at the first next(), after Lightning's set_epoch(), so
+        # the saved position is only applied to the epoch it was saved in. (A checkpoint
+        # written when max_steps ended an epoch early counts that epoch as done: continuing
+        # from it starts the next epoch from its first batch, as Lightning's counters say.)
         epoch = int(getattr(self.loader.batch_sampler, "epoch", 0))
         skip = self._skip if epoch == self._epoch else 0
         self._skip, self._epoch, self.consumed = 0, epoch, skip
-        return iter(self.loader if skip == 0 else _skipping_loader(self.loader, skip))
+        yield from self.loader if skip == 0 else _skipping_loader(self.loader, skip)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self._epoch, "consumed": self.consumed}

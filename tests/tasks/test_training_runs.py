@@ -1,0 +1,179 @@
+"""End-to-end runs of the training framework on the embedded demo corpus (tiny model, CPU).
+
+Real runs, real numbers: losses are read back from the CSV log, checkpoints are reloaded,
+the export is loaded by `transformers` and must give our logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tasks.conftest import FAST, column, compose_config, read_metrics
+from unispeech.train import run, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+LOSS_PARTS = ["train/loss", "train/contrastive_loss", "train/diversity_loss", "train/ctc_loss",
+              "train/codevector_perplexity", "train/contrastive_accuracy", "train/gumbel_temperature",
+              "train/lr", "train/audio_hours_per_s"]
+
+
+def test_default_job_logs_finite_loss_parts(tmp_path):
+    cfg = compose_config(FAST + ["trainer.max_steps=6", "trainer.val_check_interval=3",
+                                 "trainer.log_every_n_steps=1", "next_stage=[]"])
+    summary = run(cfg, tmp_path)
+    rows = read_metrics(summary["metrics_csv"])
+    for name in LOSS_PARTS:
+        values = column(rows, name)
+        assert len(values) >= 5, name
+        assert all(math.isfinite(v) for v in values), name
+    assert all(v > 0 for v in column(rows, "train/ctc_loss"))  # labeled English rows carry CTC
+    perplexity = column(rows, "train/codevector_perplexity")
+    assert all(1.0 <= p <= 64.0 for p in perplexity)  # G·V = 2·32 for the tiny model
+    per = column(rows, "val/per")
+    assert per and all(v >= 0 for v in per)
+    temperatures = column(rows, "train/gumbel_temperature")
+    assert temperatures[0] == pytest.approx(2.0) and temperatures[-1] < 2.0
+    assert Path(summary["checkpoint"]).is_file() and Path(summary["last_checkpoint"]).is_file()
+    assert (Path(summary["export"]) / "config.json").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text())["checkpoint"] == summary["checkpoint"]
+
+
+def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(tmp_path):
+    # the uninterrupted run also keeps a mid-epoch checkpoint every 3 steps, as a preempted run would have
+    common = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100", "next_stage=[]",
+                     "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6",
+                     "callbacks.model_checkpoint.every_n_train_steps=3", "callbacks.model_checkpoint.monitor=null",
+                     "callbacks.model_checkpoint.save_top_k=-1"]
+    full = run(compose_config(common), tmp_path / "full")
+    step3 = tmp_path / "full" / "checkpoints" / "best-3.ckpt"
+    assert step3.is_file()
+    resumed = run(compose_config(common + [f"ckpt_path={step3}"]), tmp_path / "resumed")
+
+    def losses(summary):
+        return {int(r["step"]): float(r["train/loss"]) for r in read_metrics(summary["metrics_csv"])
+                if r.get("train/loss")}
+
+    full_losses, resumed_losses = losses(full), losses(resumed)
+    assert sorted(resumed_losses) == [3, 4, 5]
+    for step in (3, 4, 5):  # same data order, temperature, masks, dropout and optimizer state
+        assert resumed_losses[step] == pytest.approx(full_losses[step], rel=1e-5), step
+    temperature = {int(r["step"]): float(r["train/gumbel_temperature"]) for r in read_metrics(resumed["metrics_csv"])
+                   if r.get("train/gumbel_temperature")}
+    assert temperature[3] == pytest.approx(2.0 * 0.999995**3)
+
+
+def test_overfits_a_tiny_batch(tmp_path):
+    import lightning as L
+
+    from unispeech.data import UniSpeechDataModule, ensure_demo_corpus
+    from unispeech.tasks import PretrainingTask
+
+    cfg = compose_config([])
+    datamodule = UniSpeechDataModule(corpus=f"{ensure_demo_corpus()}/en", mode="pretraining", label_type="phones",
+                                     unlabeled_splits=[], max_batch_seconds=6.0, num_workers=0,
+                                     persistent_workers=False)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    vocabulary = [datamodule.tokenizer.id_to_token[i] for i in range(len(datamodule.tokenizer))]
+    model = dict(cfg.model) | {"hidden_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0}
+    task = PretrainingTask(model, vocabulary, optimizer={"lr": 2e-3, "weight_decay": 0.0},
+                           scheduler={"name": "constant"}, feature_grad_mult=1.0)
+    trainer = L.Trainer(max_steps=80, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
+                        log_every_n_steps=1, enable_progress_bar=False, enable_checkpointing=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(task, train_dataloaders=[batch] * 80)
+    rows = read_metrics(tmp_path / "metrics.csv")
+    ctc, total = column(rows, "train/ctc_loss"), column(rows, "train/loss")
+    assert sum(ctc[-5:]) / 5 < 0.5 * sum(ctc[:5]) / 5
+    assert sum(total[-5:]) / 5 < 0.8 * sum(total[:5]) / 5
+
+
+@pytest.fixture(scope="module")
+def two_stage_run(tmp_path_factory):
+    """Pretrain a few steps, then fine-tune from its checkpoint (the demo's two stages)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.tasks.conftest import CONF_DIR
+
+    out = tmp_path_factory.mktemp("two_stage")
+    overrides = FAST + ["trainer.max_steps=4", "trainer.val_check_interval=2",
+                        "next_stage=[task=ctc,data=demo_ctc,trainer.max_steps=6,trainer.val_check_interval=3]"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        from hydra import compose
+
+        summaries = run_pipeline(compose(config_name="train", overrides=overrides), out, overrides)
+    GlobalHydra.instance().clear()
+    return summaries
+
+
+def test_finetune_from_pretrained_checkpoint_then_transcribe(two_stage_run, tmp_path):
+    from unispeech.data import ensure_demo_corpus
+    from unispeech.tasks.checkpoints import load_trained_model
+    from unispeech.transcribe import Transcriber, main as transcribe_main
+
+    pretrain, finetune = two_stage_run
+    assert Path(finetune["output_dir"]).name == "finetune"
+    metrics = finetune["metrics"]
+    for name in ("val/per", "test/per", "test/cer", "test/wer"):
+        assert 0.0 <= metrics[name] < 10.0
+    # the fine-tuned encoder starts from the pretrained one: the frozen feature encoder is identical
+    pre, _ = load_trained_model(pretrain["checkpoint"])
+    ft, info = load_trained_model(finetune["checkpoint"])
+    assert info["task"] == "ctc" and info["tokenizer_kind"] == "phones"
+    for (name, a), b in zip(pre.unispeech.feature_extractor.state_dict().items(),
+                            ft.unispeech.feature_extractor.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    clips = sorted((ensure_demo_corpus() / "es" / "clips").iterdir())[:3]
+    for source in (finetune["checkpoint"], finetune["export"]):
+        records = Transcriber(source).transcribe(clips, batch_size=2, progress=False)
+        assert [r["path"] for r in records] == [str(c) for c in clips]
+        assert all(set(r["tokens"]) <= set(info["vocabulary"]) for r in records)
+    output = tmp_path / "out.tsv"
+    transcribe_main(["--model", finetune["export"], "--format", "tsv", "--output", str(output), "--no-progress",
+                     *map(str, clips)])
+    lines = output.read_text().splitlines()
+    assert lines[0] == "path\ttext" and len(lines) == 4
+
+
+def test_evaluate_scores_the_checkpoint(two_stage_run):
+    from hydra.utils import instantiate
+
+    from unispeech.evaluate import evaluate
+
+    finetune = two_stage_run[1]
+    cfg = compose_config(["data=demo_ctc"])
+    result = evaluate(finetune["checkpoint"], instantiate(cfg.data), "test")
+    assert result["utterances"] == 8
+    # the same checkpoint and split as the run's own test: the same PER
+    assert result["per"] == pytest.approx(finetune["metrics"]["test/per"], abs=1e-6)
+
+
+def test_export_loads_in_transformers_with_the_same_logits(two_stage_run):
+    transformers = pytest.importorskip("transformers")
+    from unispeech.tasks.checkpoints import load_trained_model
+
+    export = two_stage_run[1]["export"]
+    ours, _ = load_trained_model(export)
+    theirs = transformers.UniSpeechForCTC.from_pretrained(export).eval()
+    torch.manual_seed(0)
+    audio = torch.randn(2, 16000)
+    mask = torch.ones(2, 16000, dtype=torch.long)
+    mask[1, 12000:] = 0
+    with torch.no_grad():
+        a = ours(audio, attention_mask=mask).logits
+        b = theirs(audio, attention_mask=mask).logits
+    assert a.shape == b.shape
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(export)
+    assert extractor.sampling_rate == 16000
+    vocab = json.loads((Path(export) / "vocab.json").read_text())
+    assert vocab["<pad>"] == 0 and theirs.config.vocab_size == len(vocab)
