@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+import statistics
 
 import torch
 
@@ -63,31 +63,34 @@ def forward_flops(config: UniSpeechConfig, batch: int, samples: int) -> float:
     return batch * flops
 
 
-@dataclass
-class Result:
-    name: str
-    seconds: float
-    peak_mem: float
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def time_steps(step, device: torch.device, warmup: int, steps: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        step()
-    sync(device)
+def time_one(step, device: torch.device) -> tuple[float, float]:
+    """Seconds and peak GiB of one step."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
     sync(device)
-    seconds = (time.perf_counter() - start) / steps
+    start = time.perf_counter()
+    step()
+    sync(device)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return seconds, peak
+    return time.perf_counter() - start, peak
+
+
+def time_steps(*steps, device: torch.device, warmup: int, repeats: int) -> list[tuple[float, float]]:
+    """Median seconds and max peak memory of each step function. The steps alternate
+    (ours, theirs, ours, ...) so that load from other processes hits both sides alike."""
+    for step in steps:
+        for _ in range(warmup):
+            step()
+    samples: list[list[tuple[float, float]]] = [[] for _ in steps]
+    for _ in range(repeats):
+        for i, step in enumerate(steps):
+            samples[i].append(time_one(step, device))
+    return [(statistics.median(t for t, _ in s), max(m for _, m in s)) for s in samples]
 
 
 def make_batch(batch: int, seconds: float, device: torch.device):
@@ -191,13 +194,15 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
             ("pretrain compiled", ours_pre_step(ours_pre_c, optimizer_for(ours_pre, device)), None, 3),
         ]
     fwd_flops = forward_flops(config, batch, x.shape[1])
+    timing = dict(device=device, warmup=args.warmup, repeats=args.steps)
     for name, ours_step, hf_step, factor in specs:
-        ours_s, ours_mem = time_steps(ours_step, device, args.warmup, args.steps)
-        hf_s, hf_mem = time_steps(hf_step, device, args.warmup, args.steps) if hf_step else (float("nan"), float("nan"))
+        if hf_step is None:
+            [(ours_s, ours_mem)], (hf_s, hf_mem) = time_steps(ours_step, **timing), (float("nan"), float("nan"))
+        else:
+            (ours_s, ours_mem), (hf_s, hf_mem) = time_steps(ours_step, hf_step, **timing)
         rows.append(format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, factor * fwd_flops, device))
     ours_ctc.eval(), hf_ctc.eval()
-    ours_s, ours_mem = time_steps(infer_step(ours_ctc), device, args.warmup, args.steps)
-    hf_s, hf_mem = time_steps(infer_step(hf_ctc), device, args.warmup, args.steps)
+    (ours_s, ours_mem), (hf_s, hf_mem) = time_steps(infer_step(ours_ctc), infer_step(hf_ctc), **timing)
     rows.append(format_row(shape, "infer", audio_seconds, ours_s, hf_s, ours_mem, hf_mem, fwd_flops, device))
     if args.breakdown:
         rows += breakdown(ours_pre.train(), x, mask, labels, amp, device, args)
@@ -246,7 +251,7 @@ def breakdown(model, x, mask, labels, amp, device, args) -> list[str]:
 
     parts = {}
     for name, fn in (("conv", conv_only), ("encoder", encoder_only), ("full", full), ("optim", optimizer_only)):
-        parts[name], _ = time_steps(fn, device, args.warmup, args.steps)
+        [(parts[name], _)] = time_steps(fn, device=device, warmup=args.warmup, repeats=args.steps)
         model.zero_grad(set_to_none=False)
     total = parts["full"] + parts["optim"]
     shares = {
