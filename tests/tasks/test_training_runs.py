@@ -76,18 +76,18 @@ def test_overfits_a_tiny_batch(tmp_path):
 
     cfg = compose_config([])
     datamodule = UniSpeechDataModule(corpus=f"{ensure_demo_corpus()}/en", mode="pretraining", label_type="phones",
-                                     unlabeled_splits=[], max_batch_seconds=6.0, num_workers=0,
+                                     unlabeled_splits=[], max_batch_seconds=3.0, num_workers=0,
                                      persistent_workers=False)
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     vocabulary = [datamodule.tokenizer.id_to_token[i] for i in range(len(datamodule.tokenizer))]
     model = dict(cfg.model) | {"hidden_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0}
-    task = PretrainingTask(model, vocabulary, optimizer={"lr": 2e-3, "weight_decay": 0.0},
+    task = PretrainingTask(model, vocabulary, optimizer={"lr": 3e-3, "weight_decay": 0.0},
                            scheduler={"name": "constant"}, feature_grad_mult=1.0)
-    trainer = L.Trainer(max_steps=80, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
+    trainer = L.Trainer(max_steps=40, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
                         log_every_n_steps=1, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu")
-    trainer.fit(task, train_dataloaders=[batch] * 80)
+    trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader([batch] * 40, batch_size=None))
     rows = read_metrics(tmp_path / "metrics.csv")
     ctc, total = column(rows, "train/ctc_loss"), column(rows, "train/loss")
     assert sum(ctc[-5:]) / 5 < 0.5 * sum(ctc[:5]) / 5
@@ -104,7 +104,7 @@ def two_stage_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("two_stage")
     overrides = FAST + ["trainer.max_steps=4", "trainer.val_check_interval=2",
-                        "next_stage=[task=ctc,data=demo_ctc,trainer.max_steps=6,trainer.val_check_interval=3]"]
+                        "next_stage=['task=ctc','data=demo_ctc','trainer.max_steps=6','trainer.val_check_interval=3']"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         from hydra import compose
