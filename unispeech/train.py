@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -122,7 +123,7 @@ def build_callbacks(cfg: DictConfig) -> list:
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list, output_dir: Path) -> L.Trainer:
     try:
         return instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(output_dir))
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, InstantiationException) as error:
         raise ConfigError(f"trainer: {error}") from error
 
 

@@ -9,12 +9,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+import unispeech.train  # noqa: F401  (registers the ${demo_corpus:} resolver)
+
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 # Small, fast and deterministic: no wandb, no progress bar, few steps.
 FAST = [
     "logger=csv",
-    "callbacks=none",
+    "callbacks.progress_bar=null",
     "trainer.enable_model_summary=false",
     "+trainer.enable_progress_bar=false",
 ]

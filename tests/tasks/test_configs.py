@@ -77,3 +77,27 @@ def test_missing_recipe_data_fails_before_any_work(tmp_path):
 def test_groups_compose(group):
     cfg = compose_config([group])
     OmegaConf.to_container(cfg.trainer, resolve=True)
+
+
+def test_basic_sweep_config_lists_a_grid():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+sweep=lr_grid"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params["task.module.optimizer.lr"] == "2e-4,5e-4,1e-3"
+    assert cfg.hydra.run.dir.startswith("outputs/runs/")
+
+
+@pytest.mark.parametrize("overlay, plugin", [("+sweep=optuna", "hydra_plugins.hydra_optuna_sweeper"),
+                                             ("+launcher=slurm", "hydra_plugins.hydra_submitit_launcher")])
+def test_plugin_overlays_compose_when_the_sweep_extra_is_installed(overlay, plugin):
+    pytest.importorskip(plugin, reason='pip install -e ".[sweep]"')
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[overlay], return_hydra_config=True)
+    assert cfg.hydra.sweeper or cfg.hydra.launcher

@@ -42,6 +42,8 @@ def test_default_job_logs_finite_loss_parts(tmp_path):
     assert Path(summary["checkpoint"]).is_file() and Path(summary["last_checkpoint"]).is_file()
     assert (Path(summary["export"]) / "config.json").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["checkpoint"] == summary["checkpoint"]
+    png = Path(summary["curves"])  # loss parts and perplexity, next to the checkpoints
+    assert png.parent == Path(summary["checkpoint"]).parent and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(tmp_path):

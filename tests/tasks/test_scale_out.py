@@ -1,0 +1,53 @@
+"""The real command line: 2-process DDP on CPU (gloo) and a Hydra multirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tasks.conftest import FAST
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def train(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "unispeech.train", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_ddp_two_cpu_processes_see_every_utterance_once_per_epoch(tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.tasks.conftest import compose_config
+
+    run_dir = tmp_path / "ddp"
+    train(["logger=csv", "callbacks=debug", "+trainer.enable_progress_bar=false", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+           "trainer.precision=32-true", "trainer.max_epochs=1", "trainer.max_steps=-1", "trainer.val_check_interval=null",
+           "trainer.check_val_every_n_epoch=1", "trainer.log_every_n_steps=1", "next_stage=[]", "export_after_fit=false",
+           f"hydra.run.dir={run_dir}"])
+    seen = {rank: (run_dir / "seen_ids" / f"epoch0_rank{rank}.txt").read_text().split() for rank in (0, 1)}
+    assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])
+    datamodule = instantiate(compose_config([]).data)
+    datamodule.setup("fit")
+    every = sorted(datamodule.datasets["train"].ids)
+    assert sorted(seen[0] + seen[1]) == every  # each utterance exactly once
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert Path(summary["checkpoint"]).is_file()
+
+
+def test_multirun_runs_two_jobs(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    train(["-m", *FAST, "trainer.max_steps=2,3", "trainer.val_check_interval=2", "next_stage=[]",
+                    "export_after_fit=false", f"hydra.sweep.dir={sweep_dir}"])
+    summaries = [json.loads((sweep_dir / str(job) / "summary.json").read_text()) for job in (0, 1)]
+    assert [Path(s["checkpoint"]).is_file() for s in summaries] == [True, True]
+    assert [s["output_dir"] for s in summaries] == [str(sweep_dir / "0"), str(sweep_dir / "1")]
