@@ -179,3 +179,29 @@ def test_export_loads_in_transformers_with_the_same_logits(two_stage_run):
     assert extractor.sampling_rate == 16000
     vocab = json.loads((Path(export) / "vocab.json").read_text())
     assert vocab["<pad>"] == 0 and theirs.config.vocab_size == len(vocab)
+
+
+def test_classification_language_id_on_the_demo_corpus(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = compose_config(FAST + ["task=classification", "data=demo_langid", "trainer.max_steps=6",
+                                 "trainer.val_check_interval=3", "trainer.log_every_n_steps=1", "next_stage=[]",
+                                 "task.module.optimizer.lr=1e-3"])
+    summary = run(cfg, tmp_path)
+    metrics = summary["metrics"]
+    assert 0.0 <= metrics["val/accuracy"] <= 1.0 and 0.0 <= metrics["test/accuracy"] <= 1.0
+    assert all(math.isfinite(v) for v in column(read_metrics(summary["metrics_csv"]), "train/loss"))
+    theirs = transformers.UniSpeechForSequenceClassification.from_pretrained(summary["export"]).eval()
+    assert theirs.config.id2label == {0: "en", 1: "es", 2: "fr"} and theirs.config.use_weighted_layer_sum
+
+
+def test_bf16_mixed_with_gradient_accumulation(tmp_path):
+    cfg = compose_config(FAST + ["trainer.precision=bf16-mixed", "trainer.accumulate_grad_batches=2",
+                                 "trainer.max_steps=2", "trainer.val_check_interval=4", "trainer.log_every_n_steps=1",
+                                 "next_stage=[]", "export_after_fit=false"])
+    summary = run(cfg, tmp_path)
+    rows = read_metrics(summary["metrics_csv"])
+    losses = column(rows, "train/loss")
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)  # logged once per update
+    checkpoint = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4  # 2 x 2 micro-batches
