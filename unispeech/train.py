@@ -177,6 +177,7 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
         "last_checkpoint": str(checkpoint_dir / "last.ckpt"),
         "metrics_csv": str(csv_metrics_file(loggers) or ""),
         "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+        "world_size": int(trainer.world_size),
     }
     if trainer.is_global_zero:
         if cfg.get("export_after_fit") and Path(best).is_file():
@@ -200,6 +201,11 @@ def run_pipeline(cfg: DictConfig, output_dir: str | os.PathLike, overrides: list
     """Run this stage, then each ``next_stage`` composed from the same overrides plus its own."""
     summaries = [run(cfg, output_dir)]
     next_stage = list(cfg.get("next_stage") or [])
+    if next_stage and summaries[0]["world_size"] > 1:
+        # a second Trainer in the same DDP processes would need its own launch: run stages as commands
+        if _is_global_zero():
+            print(f"[unispeech] next_stage skipped under DDP; run it as its own command: {next_stage}")
+        return summaries
     if next_stage and GlobalHydra.instance().is_initialized() and _is_global_zero():
         # a stage runs its own next_stage only if it names one: no accidental recursion
         replaced = _STAGE_LOCAL | {_override_key(o) for o in next_stage}

@@ -113,9 +113,10 @@ class PretrainingTask(SpeechTask):
             "contrastive_accuracy": out.contrastive_accuracy,
             "num_masked_frames": out.num_masked_frames,
         }
+        has_labels = bool(batch["labeled"].any())
         for name, value in parts.items():
-            if value is None:
-                continue
+            if value is None or (name == "ctc_loss" and not has_labels):
+                continue  # an all-unlabeled batch has no CTC term: logging 0 would bias the mean
             value = value.detach().float() if torch.is_tensor(value) else float(value)
             self.log(
                 f"{stage}/{name}",
