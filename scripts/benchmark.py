@@ -263,6 +263,31 @@ def breakdown(model, x, mask, labels, amp, device, args) -> list[str]:
     return [f"|   breakdown | {k} | {v * 1000:.1f} ms | {100 * v / total:.0f}% |" for k, v in shares.items()]
 
 
+def data_throughput(max_batch_seconds: float, num_workers: int, epochs: int = 3) -> tuple[float, int]:
+    """Audio seconds per second that the DataModule delivers (decode, resample, collate) on
+    the demo corpus, batched like the model rows; the first epoch (worker start-up) is not
+    counted."""
+    from unispeech.data import UniSpeechDataModule, ensure_demo_corpus
+
+    root = ensure_demo_corpus()
+    data = UniSpeechDataModule(
+        corpus=str(root / "en"), unlabeled_corpus=str(root / "es"), unlabeled_splits=["train", "other"],
+        mode="pretraining", max_batch_seconds=max_batch_seconds, num_workers=num_workers,
+        persistent_workers=num_workers > 0, pin_memory=False,
+    )
+    data.prepare_data()
+    data.setup("fit")
+    loader = data.train_dataloader()
+    audio, start = 0.0, 0.0
+    for epoch in range(epochs):
+        loader.batch_sampler.set_epoch(epoch)
+        if epoch == 1:
+            audio, start = 0.0, time.perf_counter()
+        for batch in loader:
+            audio += batch["attention_mask"].sum().item() / SAMPLE_RATE
+    return audio / (time.perf_counter() - start), num_workers
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", nargs="+", choices=list(SHAPES), default=None)
@@ -271,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--breakdown", action="store_true", help="time each part of our pretraining step")
+    parser.add_argument("--data", action="store_true", help="also time the input pipeline (demo corpus)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --data")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     shapes = args.shape or (["base", "large"] if device.type == "cuda" else ["small"])
@@ -289,6 +316,11 @@ def main(argv: list[str] | None = None) -> None:
     for shape in shapes:
         for row in run_shape(shape, args, device):
             print(row, flush=True)
+    if args.data:
+        _, batch, seconds = SHAPES[shapes[0]]
+        speed, workers = data_throughput(batch * seconds, args.workers)
+        print(f"\ninput pipeline: {speed:,.0f} audio-s/s delivered with {workers} workers "
+              f"(batches of <= {batch * seconds:.0f} s); compare with the step rows above")
 
 
 if __name__ == "__main__":
