@@ -148,6 +148,8 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
         cfg.paths.output_dir = str(output_dir)
     check_config(cfg)
     check_required_paths(cfg)
+    checkpoint_dir = Path(cfg.paths.checkpoint_dir)
+    ckpt_path = resolve_ckpt_path(cfg, checkpoint_dir)  # a bad resume path fails before any work
     L.seed_everything(int(cfg.seed), workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.float32_matmul_precision))
@@ -157,12 +159,11 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
     datamodule.setup("fit")
     task = instantiate(cfg.task.module, **task_arguments(cfg, datamodule), _convert_="all")
 
-    checkpoint_dir = Path(cfg.paths.checkpoint_dir)
     loggers = build_loggers(cfg, output_dir)
     # first: a checkpoint saved in another callback's on_train_batch_end must count this batch
     callbacks = [CountConsumedBatches()] + build_callbacks(cfg)
     trainer = build_trainer(cfg, loggers, callbacks, output_dir)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, checkpoint_dir))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best = best or str(checkpoint_dir / "last.ckpt")
@@ -209,7 +210,7 @@ def run_pipeline(cfg: DictConfig, output_dir: str | os.PathLike, overrides: list
     if next_stage and GlobalHydra.instance().is_initialized() and _is_global_zero():
         # a stage runs its own next_stage only if it names one: no accidental recursion
         replaced = _STAGE_LOCAL | {_override_key(o) for o in next_stage}
-        kept = [o for o in overrides if _override_key(o) not in replaced]
+        kept = [o for o in overrides if not _overridden_by(_override_key(o), replaced)]
         stage_overrides = kept + ["next_stage=[]"] + next_stage
         stage_overrides.append(f"task.module.pretrained={summaries[0]['checkpoint']}")
         stage_cfg = hydra.compose(config_name="train", overrides=stage_overrides)
@@ -223,6 +224,11 @@ _STAGE_LOCAL = {"ckpt_path", "trainer.max_steps", "trainer.max_epochs", "task", 
 
 def _override_key(override: str) -> str:
     return override.split("=")[0].lstrip("+~")
+
+
+def _overridden_by(key: str, replaced: set[str]) -> bool:
+    """`task.module.lr` belongs to `task`: a stage that picks its own task drops it."""
+    return any(key == r or key.startswith(r + ".") for r in replaced)
 
 
 def _is_global_zero() -> bool:

@@ -36,3 +36,13 @@ def test_encoder_of_another_size_is_refused(tmp_path):
     wider = UniSpeechForCTC(UniSpeechConfig.from_dict(dict(tiny) | {"hidden_size": 32, "num_attention_heads": 2}))
     with pytest.raises(ValueError, match="does not fit this encoder"):
         load_backbone_weights(wider, tmp_path / "pre")
+
+
+def test_next_stage_drops_the_first_stage_overrides_it_replaces():
+    from unispeech.train import _overridden_by, _override_key
+
+    replaced = {"task", "data", "trainer.max_steps"}
+    assert _overridden_by(_override_key("task.module.gumbel.min_temperature=0.1"), replaced)
+    assert _overridden_by(_override_key("+data.max_batch_seconds=4"), replaced)
+    assert not _overridden_by(_override_key("trainer.max_epochs=3"), replaced)
+    assert not _overridden_by(_override_key("tasks_extra=1"), replaced)
