@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def train(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-m", "unispeech.train", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -59,7 +59,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     import time
 
     run_dir = tmp_path / "preempted"
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     args = [*FAST, "+logger.csv.flush_logs_every_n_steps=1", "trainer.max_steps=100000", "trainer.val_check_interval=100000", "trainer.log_every_n_steps=1",
             "next_stage=[]", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen([sys.executable, "-m", "unispeech.train", *args], cwd=ROOT, env=env,
@@ -81,3 +81,27 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     train([*FAST, "trainer.max_steps=" + str(saved_step + 2), "trainer.val_check_interval=100000", "next_stage=[]",
            "ckpt_path=last", "export_after_fit=false", f"hydra.run.dir={run_dir}"])
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == saved_step + 2
+
+
+def _needs_sweep_extra():
+    for module in ("optuna", "submitit", "hydra_plugins.hydra_optuna_sweeper", "hydra_plugins.hydra_submitit_launcher"):
+        pytest.importorskip(module, reason='the sweep extra: pip install -e ".[sweep]"')
+
+
+def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
+    _needs_sweep_extra()
+    sweep_dir = tmp_path / "optuna"
+    result = train(["-m", *FAST, "+sweep=optuna", "hydra.sweeper.n_trials=2", "task=ctc", "data=demo_ctc",
+                    "next_stage=[]", "trainer.max_steps=2", "trainer.val_check_interval=2", "export_after_fit=false",
+                    f"hydra.sweep.dir={sweep_dir}"])
+    assert "Best value" in result.stdout + result.stderr
+    assert (sweep_dir / "optimization_results.yaml").is_file()
+
+
+def test_submitit_local_launcher_runs_the_jobs(tmp_path):
+    _needs_sweep_extra()
+    sweep_dir = tmp_path / "submitit"
+    train(["-m", *FAST, "+launcher=local", "trainer.max_steps=2,3", "trainer.val_check_interval=2", "next_stage=[]",
+           "export_after_fit=false", f"hydra.sweep.dir={sweep_dir}"])
+    for job in (0, 1):
+        assert Path(json.loads((sweep_dir / str(job) / "summary.json").read_text())["checkpoint"]).is_file()
