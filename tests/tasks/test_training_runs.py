@@ -205,3 +205,26 @@ def test_bf16_mixed_with_gradient_accumulation(tmp_path):
     checkpoint = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
     assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4  # 2 x 2 micro-batches
+
+
+def test_language_recipe_both_stages_on_a_fake_commonvoice_root(tmp_path):
+    """+recipe=commonvoice_es and +stage=finetune wired to real CommonVoice folders (the demo's)."""
+    from unispeech.data import ensure_demo_corpus
+
+    release = tmp_path / "data" / "cv-corpus-23.0-2025-09-05"
+    release.mkdir(parents=True)
+    for locale in ("en", "es"):
+        (release / locale).symlink_to(ensure_demo_corpus() / locale)
+    small = FAST + [f"paths.data_root={tmp_path / 'data'}", f"paths.root={tmp_path / 'outputs'}", "model=tiny",
+                    "trainer=cpu", "trainer.max_steps=3", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
+                    "trainer.accumulate_grad_batches=1", "data.num_workers=0", "data.persistent_workers=false",
+                    "data.num_proc=1", "data.max_batch_seconds=12", f"data.cache_dir={tmp_path / 'cache'}"]
+    pretrain = run(compose_config(["+recipe=commonvoice_es", *small, "task.module.scheduler.warmup_steps=1",
+                                   "task.module.scheduler.total_steps=3"]),
+                   tmp_path / "outputs" / "runs" / "commonvoice_es_pretrain")
+    rows = read_metrics(pretrain["metrics_csv"])
+    assert 0.0 < max(column(rows, "train/labeled_fraction")) and min(column(rows, "train/labeled_fraction")) < 1.0
+    finetune = run(compose_config(["+recipe=commonvoice_es", "+stage=finetune", *small,
+                                   "task.module.freeze_transformer_steps=1"]),
+                   tmp_path / "outputs" / "runs" / "commonvoice_es_finetune")
+    assert "test/per" in finetune["metrics"]
