@@ -46,3 +46,15 @@ def test_next_stage_drops_the_first_stage_overrides_it_replaces():
     assert _overridden_by(_override_key("+data.max_batch_seconds=4"), replaced)
     assert not _overridden_by(_override_key("trainer.max_epochs=3"), replaced)
     assert not _overridden_by(_override_key("tasks_extra=1"), replaced)
+
+
+def test_pretraining_can_continue_from_an_exported_model(tmp_path):
+    from unispeech.tasks import PretrainingTask
+
+    tiny = dict(compose_config([]).model)
+    vocabulary = ["<pad>", "<s>", "</s>", "<unk>", "|", "a", "b"]
+    source = PretrainingTask(tiny, vocabulary)
+    source.model.save_pretrained(tmp_path / "pre")
+    continued = PretrainingTask(tiny, vocabulary, init_from=str(tmp_path / "pre"))
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(continued.model.state_dict()[name], tensor), name
