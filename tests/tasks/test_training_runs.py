@@ -228,3 +228,15 @@ def test_language_recipe_both_stages_on_a_fake_commonvoice_root(tmp_path):
                                    "task.module.freeze_transformer_steps=1"]),
                    tmp_path / "outputs" / "runs" / "commonvoice_es_finetune")
     assert "test/per" in finetune["metrics"]
+
+
+def test_each_epoch_uses_every_utterance_in_a_new_order(tmp_path):
+    # through the ResumableLoader wrapper, Lightning's set_epoch must still reach the batch sampler
+    cfg = compose_config(["logger=csv", "callbacks=debug", "+trainer.enable_progress_bar=false",
+                          "trainer.enable_model_summary=false", "trainer.max_epochs=2", "trainer.max_steps=-1",
+                          "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=2", "next_stage=[]",
+                          "export_after_fit=false"])
+    run(cfg, tmp_path)
+    epochs = [(tmp_path / "seen_ids" / f"epoch{e}_rank0.txt").read_text().split() for e in (0, 1)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) and len(set(epochs[0])) == len(epochs[0])
+    assert epochs[0] != epochs[1]
