@@ -51,7 +51,8 @@ class SpeechTask(L.LightningModule):
     # -- reproducibility ----------------------------------------------------------------
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # micro-batches of one accumulated step must not share their random draws
-        step = int(self.global_step) * 64 + batch_idx % max(1, self.trainer.accumulate_grad_batches)
+        accumulate = max(1, int(self.trainer.accumulate_grad_batches))
+        step = int(self.global_step) * accumulate + batch_idx % accumulate
         torch.manual_seed(_mix(self.seed, step, 2 * self.global_rank + 1))
         self._mask_generator = torch.Generator(device=self.device)
         self._mask_generator.manual_seed(_mix(self.seed, step, 2 * self.global_rank + 2))
