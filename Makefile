@@ -11,7 +11,7 @@ install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install $(TORCH)
-	$(BIN)/pip install -e ".[dev,phonemes]"
+	$(BIN)/pip install -e ".[dev,phonemes,sweep]"
 
 test:
 	$(BIN)/python -m pytest

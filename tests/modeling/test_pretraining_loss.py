@@ -167,3 +167,17 @@ def test_layerdrop_is_identical_across_replicas_and_keeps_every_parameter_in_the
     out = run(a, padded_batch, labels=LABELS)
     out.loss.backward()
     assert [n for n, p in a.named_parameters() if p.grad is None] == []
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(padded_batch):
+    torch.manual_seed(0)
+    model = UniSpeechForPreTraining(tiny_config(hidden_dropout=0.1, attention_dropout=0.1)).train()
+    grads = []
+    for enabled in (False, True):
+        model.zero_grad()
+        model.gradient_checkpointing_enable(enabled)
+        torch.manual_seed(1)  # same dropout draws (checkpoint replays the RNG state)
+        run(model, padded_batch, labels=LABELS).loss.backward()
+        grads.append(model.unispeech.encoder.layers[0].attention.q_proj.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])

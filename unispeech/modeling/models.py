@@ -97,6 +97,12 @@ class UniSpeechPreTrainedModel(nn.Module):
         missing from the checkpoint are freshly initialised and reported."""
         return checkpoint.from_pretrained(cls, path, config=config, strict=strict, **overrides)
 
+    def gradient_checkpointing_enable(self, enabled: bool = True) -> None:
+        """Trade compute for memory: Transformer layers recompute their activations in backward."""
+        for module in self.modules():
+            if isinstance(module, TransformerEncoder):
+                module.gradient_checkpointing = enabled
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
