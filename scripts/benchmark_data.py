@@ -6,7 +6,7 @@
    (CommonVoice clips) -> 16 kHz and for 16 kHz FLAC, split into decode and resample.
 2. Padding fraction of duration-bucketed batches vs random batches on a CommonVoice-like
    duration distribution (log-normal, mean ~5 s, clipped to 0.5-15 s).
-Results are printed as Markdown, ready for docs/benchmarks_data.md.
+Results are printed as Markdown, ready for docs/benchmarks.md.
 """
 
 from __future__ import annotations
