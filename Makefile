@@ -9,7 +9,6 @@ TORCH ?= torch==2.13.0
 
 install:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install $(TORCH)
 	$(BIN)/pip install -e ".[dev,phonemes,sweep]"
 
