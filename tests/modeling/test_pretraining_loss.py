@@ -181,3 +181,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(padded_batch):
         grads.append(model.unispeech.encoder.layers[0].attention.q_proj.weight.grad.clone())
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("cls", ["UniSpeechModel", "UniSpeechForCTC", "UniSpeechForPreTraining", "UniSpeechForSequenceClassification"])
+def test_freeze_feature_encoder_stops_only_its_gradients(cls, padded_batch):
+    import unispeech
+
+    model = getattr(unispeech, cls)(tiny_config())
+    model.freeze_feature_encoder()
+    encoder = model if cls == "UniSpeechModel" else model.unispeech
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, _ in model.named_parameters() if "feature_extractor." in n}
+    assert encoder.encoder.layers[0].attention.q_proj.weight.requires_grad

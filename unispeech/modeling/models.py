@@ -97,6 +97,11 @@ class UniSpeechPreTrainedModel(nn.Module):
         missing from the checkpoint are freshly initialised and reported."""
         return checkpoint.from_pretrained(cls, path, config=config, strict=strict, **overrides)
 
+    def freeze_feature_encoder(self) -> None:
+        """No gradient for the conv feature encoder (fine-tuning, as in the paper)."""
+        encoder = self if isinstance(self, UniSpeechModel) else getattr(self, self.base_model_prefix)
+        encoder.feature_extractor.freeze()
+
     def gradient_checkpointing_enable(self, enabled: bool = True) -> None:
         """Trade compute for memory: Transformer layers recompute their activations in backward."""
         for module in self.modules():
@@ -123,9 +128,6 @@ class UniSpeechModel(UniSpeechPreTrainedModel):
             self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
         self.encoder = TransformerEncoder(config)
         self.init_weights()
-
-    def freeze_feature_encoder(self) -> None:
-        self.feature_extractor.freeze()
 
     def mask_hidden_states(
         self,
@@ -187,9 +189,6 @@ class UniSpeechForCTC(UniSpeechPreTrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
         self.init_weights()
 
-    def freeze_feature_encoder(self) -> None:
-        self.unispeech.freeze_feature_encoder()
-
     def forward(
         self,
         input_values: torch.Tensor,
@@ -235,9 +234,6 @@ class UniSpeechForSequenceClassification(UniSpeechPreTrainedModel):
         self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
         self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
         self.init_weights()
-
-    def freeze_feature_encoder(self) -> None:
-        self.unispeech.freeze_feature_encoder()
 
     def freeze_base_model(self) -> None:
         for param in self.unispeech.parameters():
@@ -303,9 +299,6 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
 
     def set_gumbel_temperature(self, temperature: float) -> None:
         self.quantizer.temperature = float(temperature)
-
-    def freeze_feature_encoder(self) -> None:
-        self.unispeech.freeze_feature_encoder()
 
     def forward(
         self,
