@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unispeech.data.audio import AUDIO_EXTENSIONS, load_audio
+from unispeech.data.audio import AUDIO_EXTENSIONS, SAMPLING_RATE, audio_info, load_audio
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
 from unispeech.tasks.checkpoints import load_trained_model
 from unispeech.tasks.metrics import ctc_greedy_decode, ids_to_tokens, tokens_to_text
+
+logger = logging.getLogger("unispeech.transcribe")
 
 
 def find_audio(inputs: Iterable[str]) -> list[Path]:
@@ -63,20 +67,51 @@ class Transcriber:
         return [ids_to_tokens(ids, self.vocabulary) for ids in ctc_greedy_decode(logits, lengths, blank_id=0)]
 
     def transcribe(self, files: Sequence[Path], batch_size: int = 8, progress: bool = True) -> list[dict[str, Any]]:
-        # longest first: similar lengths share a batch (less padding), and memory errors come early
-        waves = {f: load_audio(f) for f in files}
-        order = sorted(files, key=lambda f: -len(waves[f]))
+        """One record per file, in the order given. A file that cannot be read gets a record
+        with an `error` (and a warning naming it) instead of stopping the run."""
+        durations: dict[Path, float] = {}
         records: dict[Path, dict[str, Any]] = {}
+        for path in files:
+            try:
+                info = audio_info(path)
+                durations[path] = info.frames / info.sampling_rate
+            except (RuntimeError, OSError) as error:
+                records[path] = _failed(path, error)
+        # longest first: similar lengths share a batch (less padding), and memory errors come early
+        order = sorted(durations, key=lambda f: -durations[f])
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        start, audio_seconds = time.perf_counter(), 0.0
         for batch in _progress(batches, progress):
-            for path, tokens in zip(batch, self.transcribe_waveforms([waves[p] for p in batch])):
+            waves = {}
+            for path in batch:
+                try:
+                    waves[path] = load_audio(path)
+                except (RuntimeError, OSError, ValueError) as error:
+                    records[path] = _failed(path, error)
+            if not waves:
+                continue
+            for path, tokens in zip(waves, self.transcribe_waveforms(list(waves.values()))):
+                seconds = len(waves[path]) / SAMPLING_RATE
+                audio_seconds += seconds
                 records[path] = {
                     "path": str(path),
                     "text": tokens_to_text(tokens, self.joiner),
                     "tokens": tokens,
-                    "seconds": round(len(waves[path]) / 16_000, 3),
+                    "seconds": round(seconds, 3),
                 }
+        elapsed = time.perf_counter() - start
+        self.speed = {"audio_seconds": audio_seconds, "wall_seconds": elapsed}
+        if audio_seconds > 0:
+            logger.info(
+                "transcribed %.1f s of audio in %.1f s: %.1f audio-s/s, real-time factor %.4f",
+                audio_seconds, elapsed, audio_seconds / elapsed, elapsed / audio_seconds,
+            )
         return [records[f] for f in files]
+
+
+def _failed(path: Path, error: Exception) -> dict[str, Any]:
+    logger.warning("cannot transcribe %s: %s", path, error)
+    return {"path": str(path), "text": "", "tokens": [], "seconds": 0.0, "error": str(error)}
 
 
 def _progress(items: list, enabled: bool) -> Iterable:
@@ -113,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     files = find_audio(args.inputs)
     if not files:
         parser.error("no audio files found")

@@ -139,6 +139,14 @@ def test_finetune_from_pretrained_checkpoint_then_transcribe(two_stage_run, tmp_
         records = Transcriber(source).transcribe(clips, batch_size=2, progress=False)
         assert [r["path"] for r in records] == [str(c) for c in clips]
         assert all(set(r["tokens"]) <= set(info["vocabulary"]) for r in records)
+    # a corrupt file is reported in its own record; the others are still transcribed
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"not audio at all")
+    transcriber = Transcriber(finetune["export"])
+    records = transcriber.transcribe([clips[0], broken, clips[1]], batch_size=2, progress=False)
+    assert [bool(r.get("error")) for r in records] == [False, True, False]
+    assert records[0]["tokens"] and records[1]["tokens"] == []
+    assert transcriber.speed["audio_seconds"] == pytest.approx(records[0]["seconds"] + records[2]["seconds"], abs=1e-3)
     output = tmp_path / "out.tsv"
     transcribe_main(["--model", finetune["export"], "--format", "tsv", "--output", str(output), "--no-progress",
                      *map(str, clips)])
