@@ -37,6 +37,9 @@ def test_default_job_logs_finite_loss_parts(tmp_path):
     assert all(1.0 <= p <= 64.0 for p in perplexity)  # G·V = 2·32 for the tiny model
     per = column(rows, "val/per")
     assert per and all(v >= 0 for v in per)
+    # audio per step: positive, and never more than a batch may hold (data.max_batch_seconds)
+    seconds = column(rows, "train/audio_seconds")
+    assert seconds and all(0 < v <= cfg.data.max_batch_seconds for v in seconds)
     temperatures = column(rows, "train/gumbel_temperature")
     assert temperatures[0] == pytest.approx(2.0) and temperatures[-1] < 2.0
     assert Path(summary["checkpoint"]).is_file() and Path(summary["last_checkpoint"]).is_file()
