@@ -39,7 +39,10 @@ SHAPES = {
                    do_stable_layer_norm=True, feat_extract_norm="layer", codevector_dim=768,
                    proj_codevector_dim=768), 8, 15.0),
 }
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# bf16 dense FLOP/s used as the MFU denominator. H100/H200: 790 TFLOP/s, the figure behind
+# the transformers reference MFUs in DESIGN.md §5 (the SXM datasheet says 989), so our MFU
+# and theirs are on one scale. Override with --peak-tflops.
+PEAK_BF16_FLOPS = {"H100": 790e12, "H200": 790e12, "A100": 312e12}
 
 
 def model_config(shape: str) -> UniSpeechConfig:
@@ -215,8 +218,13 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
+    if PEAK_OVERRIDE:
+        return PEAK_OVERRIDE
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+PEAK_OVERRIDE: float | None = None
 
 
 def format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, flops, device) -> str:
@@ -319,7 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--breakdown", action="store_true", help="time each part of our pretraining step")
     parser.add_argument("--data", action="store_true", help="also time the input pipeline (demo corpus)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --data")
+    parser.add_argument("--peak-tflops", type=float, help="MFU denominator (default: by GPU name)")
     args = parser.parse_args(argv)
+    global PEAK_OVERRIDE
+    PEAK_OVERRIDE = args.peak_tflops * 1e12 if args.peak_tflops else None
     device = torch.device(args.device)
     shapes = args.shape or (["base", "large"] if device.type == "cuda" else ["small"])
     torch.manual_seed(0)
@@ -329,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
           f"({torch.get_num_threads()} threads), precision {'bf16 autocast' if device.type == 'cuda' else 'float32'}")
     print("MFU = analytic forward FLOPs x (3 for training, 1 for inference) / step time / peak bf16 FLOP/s")
+    print("forward FLOPs = 2 x multiply-adds of the 7 convs, feature projection, positional conv, "
+          "L x (8 H^2 T + 4 T^2 H + 4 H I T), quantizer logits")
     header = "| shape | step | ours audio-s/s | transformers audio-s/s | ratio |"
     if device.type == "cuda":
         header += " ours MFU | transformers MFU | ours MiB/audio-s | transformers MiB/audio-s |"
