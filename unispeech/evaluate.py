@@ -64,7 +64,7 @@ def evaluate(checkpoint: str, datamodule: Any, split: str = "test", batch_limit:
     }
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=unispeech.train.config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     check_required_paths(cfg)
     datamodule = instantiate(cfg.data)

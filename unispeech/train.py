@@ -250,7 +250,17 @@ def print_summary(summaries: list[dict[str, Any]]) -> None:
             print(f"  {'metrics':<12} {shown}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def config_dir() -> str:
+    """The Hydra configs: conf/ of a checkout (or editable install), else the copy that the
+    wheel ships as unispeech/conf."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "conf", package / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"no Hydra configs next to {package} (expected conf/train.yaml)")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     output_dir = HydraConfig.get().runtime.output_dir
     overrides = list(HydraConfig.get().overrides.task)
