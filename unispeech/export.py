@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", help="a .ckpt written by unispeech.train")
     parser.add_argument("output_dir", help="directory to write (created)")
     args = parser.parse_args(argv)
-    print(export_checkpoint(args.checkpoint, args.output_dir))
+    try:
+        print(export_checkpoint(args.checkpoint, args.output_dir))
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -149,10 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    files = find_audio(args.inputs)
-    if not files:
-        parser.error("no audio files found")
-    records = Transcriber(args.model, args.device).transcribe(files, args.batch_size, not args.no_progress)
+    try:
+        files = find_audio(args.inputs)
+        if not files:
+            parser.error("no audio files found")
+        transcriber = Transcriber(args.model, args.device)
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")  # a bad path or model: the message is enough
+    records = transcriber.transcribe(files, args.batch_size, not args.no_progress)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             write_records(records, args.format, handle)

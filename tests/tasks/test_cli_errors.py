@@ -1,0 +1,26 @@
+"""The CLIs answer a bad path with one line naming it and exit status 2, not a traceback."""
+
+import pytest
+
+from unispeech import export, transcribe
+
+
+def test_transcribe_names_a_missing_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", str(tmp_path / "no-such-model"), str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no checkpoint directory at" in capsys.readouterr().err
+
+
+def test_transcribe_names_a_missing_audio_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", str(tmp_path), str(tmp_path / "missing.wav")])
+    assert exit_info.value.code == 2
+    assert "missing.wav" in capsys.readouterr().err
+
+
+def test_export_names_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([str(tmp_path / "gone.ckpt"), str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "gone.ckpt" in capsys.readouterr().err
