@@ -1,13 +1,16 @@
 """The CLIs answer a bad path with one line naming it and exit status 2, not a traceback."""
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from unispeech import export, transcribe
 
 
 def test_transcribe_names_a_missing_model(tmp_path, capsys):
+    sf.write(tmp_path / "clip.wav", np.zeros(1600, dtype=np.float32), 16000)
     with pytest.raises(SystemExit) as exit_info:
-        transcribe.main(["--model", str(tmp_path / "no-such-model"), str(tmp_path)])
+        transcribe.main(["--model", str(tmp_path / "no-such-model"), str(tmp_path / "clip.wav")])
     assert exit_info.value.code == 2
     assert "no checkpoint directory at" in capsys.readouterr().err
 
