@@ -168,3 +168,9 @@ def test_saved_directory_is_transformers_layout(tmp_path):
 def test_state_dict_key_conversion_round_trips():
     state = unispeech.UniSpeechModel(tiny_config()).state_dict()
     assert checkpoint.from_hf_state_dict(checkpoint.to_hf_state_dict(state)).keys() == state.keys()
+
+
+def test_hub_id_offline_says_how_to_get_it(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="offline.*huggingface-cli download microsoft/unispeech-sat-base"):
+        unispeech.UniSpeechForCTC.from_pretrained("microsoft/unispeech-sat-base")

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 TORCH_WEIGHTS_NAME = "pytorch_model.bin"
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 _NORM_TO_OURS = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
 _OURS_TO_HF = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
@@ -82,6 +83,12 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
     name = str(path)
     if local.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise FileNotFoundError(f"no checkpoint directory at {path!s}")
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in _OFFLINE_VARIABLES):
+        raise RuntimeError(
+            f"{name!r} is a Hugging Face hub id, but this run is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE "
+            f"is set). Download it once where the network is reachable (`huggingface-cli download {name} "
+            "--local-dir DIR`) and pass DIR instead."
+        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError as err:  # pragma: no cover - huggingface_hub comes with `datasets`

@@ -4,8 +4,8 @@
 2. a Hugging Face-format directory (``config.json`` + weights), e.g. from ``unispeech.export``,
 3. a hub id such as ``microsoft/unispeech-large-1350-cv`` (needs the network once).
 
-Directory and hub reading is ``unispeech.modeling.checkpoint``'s; this module adds Lightning
-checkpoints and a clear message when a hub id is asked for offline.
+Directory and hub reading (with its clear message when a hub id is asked for offline) is
+``unispeech.modeling.checkpoint``'s; this module adds Lightning checkpoints.
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from unispeech.modeling import (
+    UniSpeechConfig,
+    UniSpeechForCTC,
+    UniSpeechForPreTraining,
+    UniSpeechForSequenceClassification,
+)
 from unispeech.modeling import checkpoint as hf_checkpoint
 
 BACKBONE_PREFIX = "unispeech."
-_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def is_lightning_checkpoint(source: str | os.PathLike) -> bool:
@@ -35,17 +40,9 @@ def load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def resolve_pretrained_dir(source: str) -> Path:
-    """A local directory for ``source``; a hub id is downloaded only when online."""
-    local = Path(source).expanduser()
-    looks_like_hub_id = not local.exists() and source.count("/") == 1 and not source.startswith((".", "/", "~"))
-    if looks_like_hub_id and any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in _OFFLINE_VARIABLES):
-        raise RuntimeError(
-            f"pretrained={source!r} is a Hugging Face hub id, but this run is offline (HF_HUB_OFFLINE/"
-            "TRANSFORMERS_OFFLINE is set). Download it once where the network is reachable "
-            f"(`huggingface-cli download {source} --local-dir DIR`) and pass pretrained=DIR."
-        )
-    return hf_checkpoint.resolve_checkpoint_dir(source)
+def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The wrapped model's weights in a task checkpoint, without the task's `model.` prefix."""
+    return {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
 def read_pretrained(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -53,9 +50,8 @@ def read_pretrained(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str
     if is_lightning_checkpoint(source):
         checkpoint = load_lightning_checkpoint(source)
         hparams = dict(checkpoint.get("hyper_parameters", {}))
-        state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-        return dict(hparams.get("model") or {}), state
-    directory = resolve_pretrained_dir(str(source))
+        return dict(hparams.get("model") or {}), model_state(checkpoint)
+    directory = hf_checkpoint.resolve_checkpoint_dir(source)
     config = json.loads((directory / "config.json").read_text())
     return config, hf_checkpoint.load_state_dict(directory)
 
@@ -81,6 +77,36 @@ def load_backbone_weights(model: nn.Module, source: str | os.PathLike, state: di
     return info
 
 
+# Fields a fine-tuning config may change on top of a pretrained architecture.
+FINETUNE_FIELDS = {
+    "hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "final_dropout",
+    "layerdrop", "layerdrop_seed", "apply_spec_augment", "mask_time_prob", "mask_time_length",
+    "mask_time_min_masks", "mask_feature_prob", "mask_feature_length", "mask_feature_min_masks",
+    "ctc_loss_reduction", "ctc_zero_infinity",
+}
+# Fields of the pretraining head that must not leak into a fine-tuned model's config.
+HEAD_FIELDS = {"vocab_size", "architectures", "label2id", "id2label", "num_feat_extract_layers", "model_type"}
+
+
+def build_finetune_model(
+    cls: type[nn.Module], model: dict, pretrained: str | None, freeze_feature_encoder: bool, **head_fields: Any
+) -> nn.Module:
+    """A model with a fresh head (`head_fields`, e.g. vocab_size). With `pretrained`, the
+    architecture and encoder weights come from it and `model` may only change regularisation
+    (FINETUNE_FIELDS); without, `model` is the whole architecture."""
+    overrides, base, state = dict(model), {}, None
+    if pretrained:
+        base, state = read_pretrained(pretrained)
+        base = {k: v for k, v in base.items() if k not in HEAD_FIELDS}
+        overrides = {k: v for k, v in overrides.items() if k in FINETUNE_FIELDS}
+    built = cls(UniSpeechConfig.from_dict({**base, **overrides}, **head_fields))
+    if pretrained:
+        load_backbone_weights(built, pretrained, state)
+    if freeze_feature_encoder:
+        built.freeze_feature_encoder()
+    return built
+
+
 # -- inference models from a run's checkpoint or an exported directory ------------------------------
 CONFIG_KEY = "unispeech_config"  # the full model config, stored by every task in its checkpoint
 
@@ -99,13 +125,6 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
     ``info`` holds ``task`` ("pretrain"/"ctc"/"classification"), ``vocabulary`` (id → symbol),
     ``tokenizer_kind``, ``language`` and ``labels`` where they apply.
     """
-    from unispeech.modeling import (
-        UniSpeechConfig,
-        UniSpeechForCTC,
-        UniSpeechForPreTraining,
-        UniSpeechForSequenceClassification,
-    )
-
     classes = {"pretrain": UniSpeechForPreTraining, "ctc": UniSpeechForCTC, "classification": UniSpeechForSequenceClassification}
     if is_lightning_checkpoint(source):
         checkpoint = load_lightning_checkpoint(source)
@@ -115,8 +134,7 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
             raise ValueError(f"{source} has no {CONFIG_KEY}: not a checkpoint written by unispeech.train")
         config = UniSpeechConfig.from_dict(checkpoint[CONFIG_KEY])
         model = classes[kind](config)
-        state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(model_state(checkpoint), strict=True)
         info = {
             "task": kind,
             "vocabulary": list(hparams.get("vocabulary") or hparams.get("phone_vocabulary") or []),
@@ -125,7 +143,7 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
             "labels": list(hparams.get("labels") or []),
         }
         return model.eval(), info
-    directory = resolve_pretrained_dir(str(source))
+    directory = hf_checkpoint.resolve_checkpoint_dir(source)
     config = json.loads((directory / "config.json").read_text())
     architecture = (config.get("architectures") or ["UniSpeechForCTC"])[0]
     kind = {"UniSpeechForPreTraining": "pretrain", "UniSpeechForSequenceClassification": "classification"}.get(

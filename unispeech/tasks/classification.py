@@ -11,10 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from unispeech.modeling import UniSpeechConfig, UniSpeechForSequenceClassification
+from unispeech.modeling import UniSpeechForSequenceClassification
 from unispeech.tasks.base import SpeechTask
-from unispeech.tasks.checkpoints import load_backbone_weights, read_pretrained
-from unispeech.tasks.ctc_finetuning import _FINETUNE_FIELDS, _HEAD_FIELDS
+from unispeech.tasks.checkpoints import build_finetune_model
 
 
 class ClassificationTask(SpeechTask):
@@ -32,23 +31,14 @@ class ClassificationTask(SpeechTask):
         super().__init__(optimizer, scheduler, seed)
         self.save_hyperparameters()
         self.labels = list(labels)
-        overrides = dict(model)
-        base: dict = {}
-        state = None
-        if pretrained:
-            base, state = read_pretrained(pretrained)
-            base = {k: v for k, v in base.items() if k not in _HEAD_FIELDS}
-            overrides = {k: v for k, v in overrides.items() if k in _FINETUNE_FIELDS}
-        config = UniSpeechConfig.from_dict(
-            {**base, **overrides},
+        self.model = build_finetune_model(
+            UniSpeechForSequenceClassification,
+            model,
+            pretrained,
+            freeze_feature_encoder,
             id2label=dict(enumerate(self.labels)),
             use_weighted_layer_sum=bool(use_weighted_layer_sum),
         )
-        self.model = UniSpeechForSequenceClassification(config)
-        if pretrained:
-            load_backbone_weights(self.model, pretrained, state)
-        if freeze_feature_encoder:
-            self.model.freeze_feature_encoder()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, correct = self._step(batch)

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from unispeech.modeling import UniSpeechConfig, UniSpeechForCTC
+from unispeech.modeling import UniSpeechForCTC
 from unispeech.tasks.base import SpeechTask
-from unispeech.tasks.checkpoints import load_backbone_weights, read_pretrained
+from unispeech.tasks.checkpoints import build_finetune_model
 from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, ids_to_tokens, labels_to_ids
 
 HEAD_PREFIX = "lm_head."
@@ -52,20 +52,10 @@ class CTCFinetuningTask(SpeechTask):
         # kept so that export/transcribe can rebuild the tokenizer from the checkpoint alone
         self.tokenizer_kind = tokenizer_kind
         self.language = language
-        overrides = dict(model)
-        base: dict = {}
-        state = None
-        if pretrained:
-            # architecture from the pretrained model; regularisation (masking, dropout) from our config
-            base, state = read_pretrained(pretrained)
-            base = {k: v for k, v in base.items() if k not in _HEAD_FIELDS}
-            overrides = {k: v for k, v in overrides.items() if k in _FINETUNE_FIELDS}
-        config = UniSpeechConfig.from_dict({**base, **overrides}, vocab_size=len(self.vocabulary), pad_token_id=0)
-        self.model = UniSpeechForCTC(config)
-        if pretrained:
-            load_backbone_weights(self.model, pretrained, state)
-        if freeze_feature_encoder:
-            self.model.freeze_feature_encoder()
+        # architecture from the pretrained model; regularisation (masking, dropout) from our config
+        self.model = build_finetune_model(
+            UniSpeechForCTC, model, pretrained, freeze_feature_encoder, vocab_size=len(self.vocabulary), pad_token_id=0
+        )
         self.freeze_transformer_steps = int(freeze_transformer_steps)
         self._counts = {"val": ErrorCounts(), "test": ErrorCounts()}
 
@@ -121,14 +111,3 @@ class CTCFinetuningTask(SpeechTask):
         counts = self.trainer.strategy.reduce(self._counts[stage].as_tensor().to(self.device), reduce_op="sum")
         for name, value in ErrorCounts.rates_from_tensor(counts.cpu()).items():
             self.log(f"{stage}/{name}", value, prog_bar=name == self.monitor)
-
-
-# Fields a fine-tuning config may change on top of a pretrained architecture.
-_FINETUNE_FIELDS = {
-    "hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "final_dropout",
-    "layerdrop", "layerdrop_seed", "apply_spec_augment", "mask_time_prob", "mask_time_length",
-    "mask_time_min_masks", "mask_feature_prob", "mask_feature_length", "mask_feature_min_masks",
-    "ctc_loss_reduction", "ctc_zero_infinity",
-}
-# Fields of the pretraining head that must not leak into a CTC model config.
-_HEAD_FIELDS = {"vocab_size", "architectures", "label2id", "id2label", "num_feat_extract_layers", "model_type"}
