@@ -221,40 +221,32 @@ class UniSpeechDataModule(L.LightningDataModule):
             common["max_duration"] = None if self.max_sample_seconds else self.max_duration
         if split.endswith(".tsv") and Path(split).expanduser().is_file():
             source = "manifest"
-        tables: list[datasets.Dataset] = []
+        locale = self.locales[0] if self.locales else ""
+        label_column = self.label_column if self.mode == "classification" else None
         if source == "commonvoice":
             root = self._root(corpus)
             if (root / "clips").is_dir():  # a locale folder: its name is the locale
                 locales = [root.name]
             else:
                 locales = self.locales or list_locales(root)
-            for locale in locales:
-                table, report = load_commonvoice(root, locale, split, labeled=labeled, **common)
-                tables.append(table)
-                self.skipped.merge(report)
+            results = [load_commonvoice(root, loc, split, labeled=labeled, **common) for loc in locales]
         elif source == "hf":
-            table, report = load_hf_corpus(
+            results = [load_hf_corpus(
                 corpus, split, audio_column=self.audio_column, text_column=self.text_column if labeled else None,
-                speaker_column=self.speaker_column,
-                label_column=self.label_column if self.mode == "classification" else None,
-                config=self.hf_config, locale=self.locales[0] if self.locales else "", **common)
-            tables.append(table)
-            self.skipped.merge(report)
+                speaker_column=self.speaker_column, label_column=label_column, config=self.hf_config,
+                locale=locale, **common)]
         elif source == "manifest":
             path = Path(split) if split.endswith(".tsv") else (
                 Path(corpus) if Path(corpus).is_file() and split == "train" else Path(corpus) / f"{split}.tsv")
-            table, report = load_manifest(
-                path, text_column="text" if labeled else None,
-                label_column=self.label_column if self.mode == "classification" else None,
-                locale=self.locales[0] if self.locales else "", **common)
-            tables.append(table)
-            self.skipped.merge(report)
+            results = [load_manifest(path, text_column="text" if labeled else None, label_column=label_column,
+                                     locale=locale, **common)]
         elif source == "folder":
-            table, report = load_audio_folder(corpus, locale=self.locales[0] if self.locales else "", **common)
-            tables.append(table)
-            self.skipped.merge(report)
+            results = [load_audio_folder(corpus, locale=locale, **common)]
         else:
             raise ValueError(f"unknown source {source!r} (commonvoice, hf, manifest, folder)")
+        for _, report in results:
+            self.skipped.merge(report)
+        tables = [table for table, _ in results]
         return tables[0] if len(tables) == 1 else datasets.concatenate_datasets(tables)
 
     def _with_targets(self, table: datasets.Dataset, name: str) -> datasets.Dataset:
