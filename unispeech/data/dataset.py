@@ -50,6 +50,7 @@ class SpeechDataset(Dataset):
         self.seed = seed
         self.sampling_rate = sampling_rate
         self._draws = 0
+        self._fallbacks = 0  # clips that vanished after preparation and were replaced
         # Durations the batch sampler should see: cropped clips count at most the crop size.
         durations = np.asarray(durations, dtype=np.float64)
         if max_sample_size:
@@ -67,9 +68,9 @@ class SpeechDataset(Dataset):
         except RuntimeError as err:
             # Validated at preparation time, so this means the file changed since. Rather than
             # killing a long run mid-epoch, serve the next utterance (with its own labels).
-            if getattr(self, "_fallbacks", 0) >= len(self):
+            if self._fallbacks >= len(self):
                 raise
-            self._fallbacks = getattr(self, "_fallbacks", 0) + 1
+            self._fallbacks += 1
             logger.warning("cannot decode %s (%s); serving the next utterance instead", self.paths[index], err)
             return self[(index + 1) % len(self)]
         labels = self.labels[index]
