@@ -4,6 +4,7 @@
     python scripts/benchmark.py                       # CPU: small shape, < 2 minutes
     python scripts/benchmark.py --shape base large    # GPU: 8 x 15 s, bf16 autocast
     python scripts/benchmark.py --compile             # add rows with our layers torch.compile'd
+    python scripts/benchmark.py --transcribe          # add `transcribe` on files (benchmark_transcribe.py)
 
 Rows (same batch, same precision, same optimizer for both sides):
 - ctc:       UniSpeechForCTC forward + backward + AdamW step, vs transformers' UniSpeechForCTC
@@ -12,6 +13,7 @@ Rows (same batch, same precision, same optimizer for both sides):
              diversity only: transformers has no UniSpeech loss) with its own numpy mask and
              negative helpers, timed as part of its step as a user would run it
 - infer:     eval forward + greedy CTC decoding
+- transcribe (--transcribe): files on disk → text, fp32 and bf16, vs a transformers loop
 Speed is audio seconds per second; the ratio is ours / transformers. On CUDA it also prints
 MFU = analytic model FLOPs per second / peak bf16 FLOP/s (training = 3 x forward) and peak
 memory per audio second, and a breakdown of our pretraining step.
@@ -328,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", action="store_true", help="also time the input pipeline (demo corpus)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --data")
     parser.add_argument("--peak-tflops", type=float, help="MFU denominator (default: by GPU name)")
+    parser.add_argument("--transcribe", action="store_true", help="also time transcription of files, ours vs transformers")
     args = parser.parse_args(argv)
     global PEAK_OVERRIDE
     PEAK_OVERRIDE = args.peak_tflops * 1e12 if args.peak_tflops else None
@@ -349,6 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     print("|" + "---|" * (header.count("|") - 1))
     for shape in shapes:
         for row in run_shape(shape, args, device):
+            print(row, flush=True)
+    if args.transcribe:
+        from benchmark_transcribe import transcribe_rows
+
+        print("\ntranscribe: audio-s/s (real-time factor) from MP3 files to text, decoding included")
+        for row in transcribe_rows(shapes[0], device):
             print(row, flush=True)
     if args.data:
         _, batch, seconds = SHAPES[shapes[0]]

@@ -6,6 +6,11 @@
 ``--model`` is a Lightning checkpoint from ``unispeech.train`` or an exported / Hugging Face
 directory with a tokenizer. Directories are searched for audio files. Output: one record per
 file with the text (phones separated by spaces, or words) and the token sequence.
+
+Speed: files are batched longest first (little padding); ``--workers`` threads decode the next
+batches while the model runs on this one (libsndfile and soxr release the GIL); ``--precision
+auto`` runs bf16 autocast on a GPU and float32 on a CPU (``bf16`` on a CPU with AVX512-BF16 or
+AMX is about twice as fast; see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,10 @@ from unispeech.tasks.checkpoints import load_trained_model
 from unispeech.tasks.metrics import ctc_greedy_decode, ids_to_tokens, tokens_to_text
 
 logger = logging.getLogger("unispeech.transcribe")
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# batches decoded ahead of the one the model is running: enough to hide decoding, little memory
+LOOKAHEAD_BATCHES = 2
 
 
 def find_audio(inputs: Iterable[str]) -> list[Path]:
@@ -45,7 +57,7 @@ def find_audio(inputs: Iterable[str]) -> list[Path]:
 class Transcriber:
     """A CTC model + its vocabulary; ``transcribe(paths)`` → records."""
 
-    def __init__(self, model_source: str, device: str = "cpu") -> None:
+    def __init__(self, model_source: str, device: str = "cpu", precision: str = "auto", workers: int | None = None) -> None:
         self.model, info = load_trained_model(model_source)
         if info["task"] != "ctc":
             raise ValueError(f"{model_source} is a {info['task']} model; transcription needs a CTC fine-tuned one")
@@ -54,15 +66,21 @@ class Transcriber:
         self.vocabulary = info["vocabulary"]
         self.joiner = " " if info["tokenizer_kind"] == "phones" else ""
         self.device = torch.device(device)
+        self.autocast_dtype = autocast_dtype(precision, self.device)
+        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.model.to(self.device)
         self.features = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)
 
     @torch.inference_mode()
     def transcribe_waveforms(self, waveforms: Sequence[Any]) -> list[list[str]]:
         batch = self.features(list(waveforms), return_tensors="pt")
-        input_values = batch["input_values"].to(self.device)
-        attention_mask = batch["attention_mask"].to(self.device)
-        logits = self.model(input_values, attention_mask=attention_mask).logits
+        pin = self.device.type == "cuda"
+        input_values = _to(batch["input_values"], self.device, pin)
+        attention_mask = _to(batch["attention_mask"], self.device, pin)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits = self.model(input_values, attention_mask=attention_mask).logits
         lengths = self.model.get_feat_extract_output_lengths(attention_mask.sum(-1))
         return [ids_to_tokens(ids, self.vocabulary) for ids in ctc_greedy_decode(logits, lengths, blank_id=0)]
 
@@ -81,13 +99,13 @@ class Transcriber:
         order = sorted(durations, key=lambda f: -durations[f])
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         start, audio_seconds = time.perf_counter(), 0.0
-        for batch in _progress(batches, progress):
+        for batch, loaded in _progress(decode_ahead(batches, self.workers), progress, total=len(batches)):
             waves = {}
-            for path in batch:
-                try:
-                    waves[path] = load_audio(path)
-                except (RuntimeError, OSError, ValueError) as error:
-                    records[path] = _failed(path, error)
+            for path, wave in zip(batch, loaded):
+                if isinstance(wave, Exception):
+                    records[path] = _failed(path, wave)
+                else:
+                    waves[path] = wave
             if not waves:
                 continue
             for path, tokens in zip(waves, self.transcribe_waveforms(list(waves.values()))):
@@ -109,17 +127,62 @@ class Transcriber:
         return [records[f] for f in files]
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not bf16_ok:
+        raise ValueError(f"{torch.cuda.get_device_name(device)} has no bfloat16 support; use --precision fp32")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and bf16_ok):
+        return torch.bfloat16
+    return None
+
+
+def decode_ahead(batches: Sequence[Sequence[Path]], workers: int) -> Iterator[tuple[Sequence[Path], list[Any]]]:
+    """Yields (batch, waveforms) in order; each waveform is an array, or the exception that
+    stopped its file from loading. The next LOOKAHEAD_BATCHES batches decode in `workers`
+    threads meanwhile, so on a GPU decoding overlaps the model instead of adding to it."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[Sequence[Path], list[Future]]] = deque()
+        upcoming = iter(batches)
+
+        def submit_next() -> None:
+            batch = next(upcoming, None)
+            if batch is not None:
+                pending.append((batch, [pool.submit(_load_or_error, path) for path in batch]))
+
+        for _ in range(1 + LOOKAHEAD_BATCHES):
+            submit_next()
+        while pending:
+            batch, futures = pending.popleft()
+            submit_next()
+            yield batch, [future.result() for future in futures]
+
+
+def _load_or_error(path: Path) -> Any:
+    try:
+        return load_audio(path)
+    except (RuntimeError, OSError, ValueError) as error:  # corrupt, missing, unsupported
+        return error
+
+
+def _to(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
+    # pinned host memory lets the copy to the GPU run asynchronously
+    return tensor.pin_memory().to(device, non_blocking=True) if pin else tensor.to(device)
+
+
 def _failed(path: Path, error: Exception) -> dict[str, Any]:
     logger.warning("cannot transcribe %s: %s", path, error)
     return {"path": str(path), "text": "", "tokens": [], "seconds": 0.0, "error": str(error)}
 
 
-def _progress(items: list, enabled: bool) -> Iterable:
+def _progress(items: Iterable, enabled: bool, total: int) -> Iterable:
     if not enabled:
         return items
     from rich.progress import track
 
-    return track(items, description="transcribing", transient=True, console=_stderr_console())
+    return track(items, description="transcribing", total=total, transient=True, console=_stderr_console())
 
 
 def _stderr_console():
@@ -146,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--format", choices=("json", "tsv"), default="json")
     parser.add_argument("--output", help="file to write (default: stdout)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast on a GPU, float32 on a CPU")
+    parser.add_argument("--workers", type=int, default=None, help="audio decoding threads (default: min(4, CPUs))")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
@@ -153,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         files = find_audio(args.inputs)
         if not files:
             parser.error("no audio files found")
-        transcriber = Transcriber(args.model, args.device)
+        transcriber = Transcriber(args.model, args.device, args.precision, args.workers)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")  # a bad path or model: the message is enough
     records = transcriber.transcribe(files, args.batch_size, not args.no_progress)

@@ -142,6 +142,12 @@ def test_finetune_from_pretrained_checkpoint_then_transcribe(two_stage_run, tmp_
         records = Transcriber(source).transcribe(clips, batch_size=2, progress=False)
         assert [r["path"] for r in records] == [str(c) for c in clips]
         assert all(set(r["tokens"]) <= set(info["vocabulary"]) for r in records)
+    # decoding threads and their look-ahead change the speed, not the records
+    serial = Transcriber(finetune["export"], workers=1).transcribe(clips, batch_size=1, progress=False)
+    assert serial == Transcriber(finetune["export"], workers=3).transcribe(clips, batch_size=1, progress=False)
+    half = Transcriber(finetune["export"], precision="bf16").transcribe(clips, batch_size=2, progress=False)
+    assert [r["seconds"] for r in half] == [r["seconds"] for r in serial]
+    assert all(set(r["tokens"]) <= set(info["vocabulary"]) for r in half)
     # a corrupt file is reported in its own record; the others are still transcribed
     broken = tmp_path / "broken.mp3"
     broken.write_bytes(b"not audio at all")
