@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 
-def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+def uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """U[0, 1) draws on `device` from `generator`, wherever that generator lives."""
     if generator is not None and generator.device != device:
         # draw where the generator lives, then move: keeps CPU generators usable with CUDA models
         return torch.rand(shape, generator=generator, device=generator.device).to(device)
@@ -51,7 +52,7 @@ def compute_mask_indices(
 
     # number of spans per row
     num_starts = (lengths - span + 1).clamp(min=0)  # (B,) positions a span may start at
-    expected = mask_prob * lengths.float() / span + _rand((batch,), device, generator)
+    expected = mask_prob * lengths.float() / span + uniform((batch,), device, generator)
     num_spans = expected.floor().long().clamp(min=min_masks)
     num_spans = torch.minimum(num_spans, num_starts)  # (B,)
     max_spans = int(num_spans.max().item()) if batch else 0
@@ -59,7 +60,7 @@ def compute_mask_indices(
         return torch.zeros(batch, time, dtype=torch.bool, device=device)
 
     # draw distinct starts: the top-n of random scores over the allowed start positions
-    scores = _rand((batch, time), device, generator)
+    scores = uniform((batch, time), device, generator)
     allowed = torch.arange(time, device=device)[None, :] < num_starts[:, None]
     scores = scores.masked_fill(~allowed, -1.0)
     starts = scores.topk(max_spans, dim=1).indices  # (B, S)
@@ -90,7 +91,7 @@ def sample_negative_indices(
     device = lengths.device
     batch = lengths.shape[0]
     lengths = lengths.long()
-    draws = _rand((batch, max_length, num_negatives), device, generator)
+    draws = uniform((batch, max_length, num_negatives), device, generator)
     others = (lengths - 1).clamp(min=1)[:, None, None]  # (B, 1, 1) frames that are not t
     idx = (draws * others).long()  # uniform in [0, len_b − 2]
     t = torch.arange(max_length, device=device)[None, :, None]

@@ -18,7 +18,7 @@ from . import checkpoint
 from .config import UniSpeechConfig
 from .feature_encoder import FeatureEncoder, FeatureProjection, conv_output_lengths
 from .losses import contrastive_loss_per_row, ctc_loss_per_row, diversity_loss
-from .masking import compute_mask_indices, frame_mask_from_lengths, sample_negative_indices
+from .masking import compute_mask_indices, frame_mask_from_lengths, sample_negative_indices, uniform
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, UniSpeechForPreTrainingOutput
 from .quantizer import GumbelVectorQuantizer
 from .transformer import PositionalConvEmbedding, TransformerEncoder, WeightNormConv1d
@@ -345,7 +345,7 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
         # phonetic CTC input: c_t, or (training only) q_t with probability replace_prob
         ctc_input = context
         if self.training and cfg.replace_prob > 0:
-            draws = torch.rand((b, t), device=context.device, generator=generator)
+            draws = uniform((b, t), context.device, generator)
             ctc_input = torch.where((draws < cfg.replace_prob)[..., None], targets.to(context.dtype), context)
         ctc_logits = self.ctc_proj(self.dropout(ctc_input))  # (B, T, num_ctc_classes)
 

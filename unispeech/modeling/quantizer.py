@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .config import UniSpeechConfig
+from .masking import uniform
 
 
 @dataclass
@@ -46,8 +47,8 @@ class GumbelVectorQuantizer(nn.Module):
         logits = self.weight_proj(features).float().view(b * t, g, v)  # (N, G, V), float32
 
         if self.training:
-            uniform = torch.rand(logits.shape, device=logits.device, generator=generator)
-            exponential = (-torch.log(uniform.clamp_min(1e-10))).clamp_min(1e-10)  # E ~ Exp(1)
+            noise = uniform(logits.shape, logits.device, generator)
+            exponential = (-torch.log(noise.clamp_min(1e-10))).clamp_min(1e-10)  # E ~ Exp(1)
             gumbel = -torch.log(exponential)  # G = −log E ~ Gumbel(0, 1)
             soft_pick = ((logits + gumbel) / self.temperature).softmax(dim=-1)
             indices = soft_pick.argmax(dim=-1)  # (N, G)
