@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Time `unispeech.transcribe` against `transformers` on the same audio files.
 
-    python scripts/benchmark_transcribe.py                  # CPU: small model, 24 clips
-    python scripts/benchmark_transcribe.py --shape base     # GPU: base model, 512 clips
+    python scripts/benchmark_transcribe.py                  # CPU: small model, 16 clips, batches of 1 and 8
+    python scripts/benchmark_transcribe.py --shape base     # GPU: base model, 512 clips, batches of 16
 
 Both sides start from the same files on disk (MP3, 48 kHz, the CommonVoice format) and the
 same weights (a randomly initialised CTC model saved in Hugging Face format), run the same
-precision and batch size, and end with text:
+precision and batch size (each row: ours at its default for the device, and 8), and end with text:
 - ours:         `Transcriber.transcribe` (batches longest first, decoding threads ahead of
                 the model)
 - transformers: the usual loop over the files in order: decode, `Wav2Vec2FeatureExtractor`,
@@ -18,6 +18,7 @@ prints the same rows.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -30,7 +31,7 @@ import torch
 from benchmark import SHAPES, model_config
 from benchmark_data import speechlike
 
-CLIPS = {"cpu": 24, "cuda": 512}
+CLIPS = {"cpu": 16, "cuda": 512}
 
 
 def write_clips(directory: Path, count: int, seed: int = 0) -> tuple[list[Path], float]:
@@ -84,15 +85,18 @@ def transformers_transcriber(model_dir: Path, device: torch.device, dtype: torch
 
 
 def transcribe_rows(shape: str, device: torch.device, clips: int | None = None, repeats: int = 3,
-                    batch_size: int = 8, precisions: tuple[str, ...] = ("fp32", "bf16")) -> list[str]:
-    """One table row per precision: audio-s/s and real-time factor of both sides, and the ratio."""
-    from unispeech.transcribe import Transcriber, autocast_dtype
+                    batch_sizes: tuple[int, ...] | None = None, precisions: tuple[str, ...] = ("fp32", "bf16")) -> list[str]:
+    """One table row per (precision, batch size): audio-s/s and real-time factor of both sides,
+    and the ratio."""
+    from unispeech.transcribe import DEFAULT_BATCH_SIZE, Transcriber, autocast_dtype
+
+    batch_sizes = batch_sizes or tuple(sorted({DEFAULT_BATCH_SIZE[device.type], 8}))
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths, audio_seconds = write_clips(Path(tmp), clips or CLIPS[device.type])
         model_dir = save_model(Path(tmp) / "model", shape)
-        for precision in precisions:
+        for precision, batch_size in itertools.product(precisions, batch_sizes):
             ours = Transcriber(str(model_dir), str(device), precision=precision)
             theirs = transformers_transcriber(model_dir, device, autocast_dtype(precision, device), batch_size)
             sides = [lambda: ours.transcribe(paths, batch_size, progress=False), lambda: theirs(paths)]
@@ -108,7 +112,7 @@ def transcribe_rows(shape: str, device: torch.device, clips: int | None = None, 
                     times[i].append(time.perf_counter() - start)
             ours_s, hf_s = (statistics.median(t) for t in times)
             rows.append(
-                f"| {shape} | transcribe {precision} ({len(paths)} files, {audio_seconds:.0f} s) "
+                f"| {shape} | transcribe {precision}, batch {batch_size} ({len(paths)} files, {audio_seconds:.0f} s) "
                 f"| {audio_seconds / ours_s:,.1f} (RTF {ours_s / audio_seconds:.4f}) "
                 f"| {audio_seconds / hf_s:,.1f} (RTF {hf_s / audio_seconds:.4f}) | {hf_s / ours_s:.2f}x |"
             )
@@ -120,14 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", choices=list(SHAPES), default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--clips", type=int, default=None, help="number of files (default: 24 on CPU, 512 on GPU)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=None,
+                        help="files per batch, both sides (default: ours for the device, and 8)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=("fp32", "bf16"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     shape = args.shape or ("base" if device.type == "cuda" else "small")
     print("| shape | step | ours audio-s/s | transformers audio-s/s | ratio |\n|---|---|---|---|---|")
-    for row in transcribe_rows(shape, device, args.clips, args.repeats, args.batch_size, tuple(args.precision)):
+    for row in transcribe_rows(shape, device, args.clips, args.repeats,
+                               tuple(args.batch_size) if args.batch_size else None, tuple(args.precision)):
         print(row, flush=True)
 
 
