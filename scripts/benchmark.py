@@ -7,7 +7,8 @@
     python scripts/benchmark.py --transcribe          # add `transcribe` on files (benchmark_transcribe.py)
 
 Rows (same batch, same precision, same optimizer for both sides):
-- ctc:       UniSpeechForCTC forward + backward + AdamW step, vs transformers' UniSpeechForCTC
+- ctc:       UniSpeechForCTC forward + backward + AdamW step, vs transformers' UniSpeechForCTC;
+             again with the feature encoder frozen on both sides (both tools' fine-tuning default)
 - pretrain:  UniSpeechForPreTraining with the full UniSpeech objective (contrastive +
              diversity + phonetic CTC), vs transformers' Wav2Vec2ForPreTraining (contrastive +
              diversity only: transformers has no UniSpeech loss) with its own numpy mask and
@@ -53,13 +54,20 @@ def model_config(shape: str) -> UniSpeechConfig:
     return UniSpeechConfig(**{**common, **fields})
 
 
-def forward_flops(config: UniSpeechConfig, batch: int, samples: int) -> float:
-    """Multiply-adds × 2 of one forward pass (convs, projections, attention, FFN, quantizer)."""
+def conv_flops(config: UniSpeechConfig, batch: int, samples: int) -> tuple[float, int]:
+    """Multiply-adds × 2 of the 7-conv feature encoder, and the number of frames it makes."""
     flops, length, in_dim = 0.0, samples, 1
     for dim, kernel, stride in zip(config.conv_dim, config.conv_kernel, config.conv_stride):
         length = (length - kernel) // stride + 1
         flops += 2 * in_dim * dim * kernel * length
         in_dim = dim
+    return batch * flops, length
+
+
+def forward_flops(config: UniSpeechConfig, batch: int, samples: int) -> float:
+    """Multiply-adds × 2 of one forward pass (convs, projections, attention, FFN, quantizer)."""
+    flops, length = conv_flops(config, 1, samples)
+    in_dim = config.conv_dim[-1]
     t, h, i = length, config.hidden_size, config.intermediate_size
     flops += 2 * in_dim * h * t  # feature projection
     flops += 2 * h * (h // config.num_conv_pos_embedding_groups) * config.num_conv_pos_embeddings * t
@@ -138,9 +146,14 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
         return torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast(device.type, enabled=False)
 
     ours_ctc = unispeech.UniSpeechForCTC(config).to(device).train()
+    # the fine-tuning step as both tools run it by default: feature encoder frozen
+    ours_ctc_frozen = unispeech.UniSpeechForCTC(config).to(device).train()
+    ours_ctc_frozen.freeze_feature_encoder()
     ours_pre = unispeech.UniSpeechForPreTraining(config).to(device).train()
     hf_ctc, hf_pre = hf_models(config, device, "sdpa")
     hf_ctc.train(), hf_pre.train()
+    hf_ctc_frozen, _ = hf_models(config, device, "sdpa")
+    hf_ctc_frozen.train().freeze_feature_encoder()
 
     def ctc_step(model, opt):
         def step():
@@ -189,6 +202,8 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
     rows = []
     specs = [
         ("ctc", ctc_step(ours_ctc, optimizer_for(ours_ctc, device)), ctc_step(hf_ctc, optimizer_for(hf_ctc, device)), 3),
+        ("ctc, frozen feature encoder", ctc_step(ours_ctc_frozen, optimizer_for(ours_ctc_frozen, device)),
+         ctc_step(hf_ctc_frozen, optimizer_for(hf_ctc_frozen, device)), "frozen"),
         ("pretrain", ours_pre_step(ours_pre, optimizer_for(ours_pre, device)), hf_pre_step, 3),
     ]
     if args.compile:
@@ -198,6 +213,7 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
             ("pretrain compiled", ours_pre_step(ours_pre, optimizer_for(ours_pre, device)), hf_pre_step, 3),
         ]
     fwd_flops = forward_flops(config, batch, x.shape[1])
+    encoder_flops, _ = conv_flops(config, batch, x.shape[1])
     timing = dict(device=device, warmup=args.warmup, repeats=args.steps)
     for name, ours_step, hf_step, factor in specs:
         if name == "compile":
@@ -208,7 +224,9 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
             [(ours_s, ours_mem)], (hf_s, hf_mem) = time_steps(ours_step, **timing), (float("nan"), float("nan"))
         else:
             (ours_s, ours_mem), (hf_s, hf_mem) = time_steps(ours_step, hf_step, **timing)
-        rows.append(format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, factor * fwd_flops, device))
+        # a frozen encoder runs forward only: training FLOPs = its forward + 3 x the rest
+        flops = encoder_flops + 3 * (fwd_flops - encoder_flops) if factor == "frozen" else factor * fwd_flops
+        rows.append(format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, flops, device))
     ours_ctc.eval(), hf_ctc.eval()
     (ours_s, ours_mem), (hf_s, hf_mem) = time_steps(infer_step(ours_ctc), infer_step(hf_ctc), **timing)
     rows.append(format_row(shape, "infer", audio_seconds, ours_s, hf_s, ours_mem, hf_mem, fwd_flops, device))
