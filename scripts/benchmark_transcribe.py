@@ -22,6 +22,7 @@ import itertools
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,15 @@ CLIPS = {"cpu": 16, "cuda": 512}
 def write_clips(directory: Path, count: int, seed: int = 0) -> tuple[list[Path], float]:
     """`count` MP3 clips of 1–12 s (log-normal, mean about 5 s, like CommonVoice); total seconds."""
     rng = np.random.default_rng(seed)
-    paths, total = [], 0.0
-    for i in range(count):
-        seconds = float(np.clip(rng.lognormal(np.log(4.5), 0.45), 1.0, 12.0))
-        path = directory / f"clip{i:04d}.mp3"
-        sf.write(path, speechlike(seconds, 48000, rng), 48000, format="MP3")
-        paths.append(path)
-        total += seconds
-    return paths, total
+    seconds = np.clip(rng.lognormal(np.log(4.5), 0.45, size=count), 1.0, 12.0)
+    paths = [directory / f"clip{i:04d}.mp3" for i in range(count)]
+
+    def write(i: int) -> None:
+        sf.write(paths[i], speechlike(float(seconds[i]), 48000, np.random.default_rng([seed, i])), 48000, format="MP3")
+
+    with ThreadPoolExecutor() as pool:  # MP3 encoding releases the GIL
+        list(pool.map(write, range(count)))
+    return paths, float(seconds.sum())
 
 
 def save_model(directory: Path, shape: str) -> Path:

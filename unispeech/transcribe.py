@@ -71,7 +71,9 @@ class Transcriber:
         self.joiner = " " if info["tokenizer_kind"] == "phones" else ""
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype(precision, self.device)
-        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        # On a CPU torch's threads already use every core and more decoding threads slow them
+        # (measured: 2 threads 7 % slower than 1 on 2 cores); a GPU leaves the cores to decoding.
+        self.workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if self.device.type == "cuda" else 1)
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.model.to(self.device)
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 autocast on a GPU, float32 on a CPU")
-    parser.add_argument("--workers", type=int, default=None, help="audio decoding threads (default: min(4, CPUs))")
+    parser.add_argument("--workers", type=int, default=None, help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
