@@ -84,10 +84,14 @@ class Transcriber:
         batch = self.features(list(waveforms), return_tensors="pt")
         pin = self.device.type == "cuda"
         input_values = _to(batch["input_values"], self.device, pin)
-        attention_mask = _to(batch["attention_mask"], self.device, pin)
+        samples = batch["attention_mask"].sum(-1)  # (B,) on the host
+        # no padding (always so for one file): no mask, so that attention may take SDPA's
+        # flash kernel on a GPU, which accepts no mask; the output is the same
+        padded = bool((samples < input_values.shape[1]).any())
+        attention_mask = _to(batch["attention_mask"], self.device, pin) if padded else None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             logits = self.model(input_values, attention_mask=attention_mask).logits
-        lengths = self.model.get_feat_extract_output_lengths(attention_mask.sum(-1))
+        lengths = self.model.get_feat_extract_output_lengths(samples)
         return [ids_to_tokens(ids, self.vocabulary) for ids in ctc_greedy_decode(logits, lengths, blank_id=0)]
 
     def transcribe(self, files: Sequence[Path], batch_size: int | None = None, progress: bool = True) -> list[dict[str, Any]]:

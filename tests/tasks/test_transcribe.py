@@ -52,3 +52,43 @@ def test_precision_auto_is_float32_on_cpu_and_bf16_is_opt_in():
     assert transcribe.autocast_dtype("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="fp16"):
         transcribe.autocast_dtype("fp16", cpu)
+
+
+@pytest.fixture()
+def random_model_dir(tmp_path):
+    import unispeech
+    from unispeech.data.tokenizer import CTCTokenizer
+
+    tokenizer = CTCTokenizer.from_texts(["abcdefghij"], kind="chars")
+    config = unispeech.UniSpeechConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(tokenizer),
+        feat_extract_norm="layer", do_stable_layer_norm=True,
+    )
+    torch.manual_seed(0)
+    unispeech.UniSpeechForCTC(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_unpadded_batches_go_without_a_mask_and_give_the_same_logits(random_model_dir, clips, monkeypatch):
+    paths, _ = clips
+    transcriber = transcribe.Transcriber(str(random_model_dir), workers=1)
+    waves = [load_audio(p) for p in paths]
+    calls = []
+    forward = transcriber.model.forward
+
+    def recording_forward(x, attention_mask=None):
+        out = forward(x, attention_mask=attention_mask)
+        calls.append((attention_mask, out.logits))
+        return out
+
+    monkeypatch.setattr(transcriber.model, "forward", recording_forward)
+    transcriber.transcribe_waveforms(waves[:1])
+    transcriber.transcribe_waveforms(waves[:2])  # padded: the mask is needed
+    (mask_alone, logits_alone), (mask_padded, _) = calls
+    assert mask_alone is None and mask_padded is not None and not mask_padded.all()
+    batch = transcriber.features(waves[:1], return_tensors="pt")
+    with torch.no_grad():
+        with_mask = forward(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(logits_alone, with_mask, rtol=1e-5, atol=1e-5)
