@@ -115,8 +115,8 @@ def transcribe_rows(shape: str, device: torch.device, clips: int | None = None, 
             ours_s, hf_s = (statistics.median(t) for t in times)
             rows.append(
                 f"| {shape} | transcribe {precision}, batch {batch_size} ({len(paths)} files, {audio_seconds:.0f} s) "
-                f"| {audio_seconds / ours_s:,.1f} (RTF {ours_s / audio_seconds:.4f}) "
-                f"| {audio_seconds / hf_s:,.1f} (RTF {hf_s / audio_seconds:.4f}) | {hf_s / ours_s:.2f}x |"
+                f"| {audio_seconds / ours_s:,.1f} (RTF {ours_s / audio_seconds:.3g}) "
+                f"| {audio_seconds / hf_s:,.1f} (RTF {hf_s / audio_seconds:.3g}) | {hf_s / ours_s:.2f}x |"
             )
     return rows
 
