@@ -43,3 +43,14 @@ def test_transcription_benchmark_runs_both_sides_on_real_files():
     assert len(numbers) == 2
     for speed, rtf in numbers:  # audio-s/s and real-time factor describe the same timing
         assert float(speed.replace(",", "")) * float(rtf) == pytest.approx(1.0, rel=0.02)
+
+
+@pytest.mark.slow
+def test_model_benchmark_prints_a_row_per_step(capsys):
+    benchmark.main(["--steps", "1", "--warmup", "0"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["ctc", "ctc, frozen feature encoder", "pretrain", "infer"]
+    for row in rows:
+        ours, theirs, ratio = (cell.strip() for cell in row.split("|")[3:6])
+        assert float(ours) > 0 and float(theirs) > 0
+        assert float(ratio.rstrip("x")) == pytest.approx(float(ours) / float(theirs), rel=0.05)
