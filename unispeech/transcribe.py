@@ -38,8 +38,8 @@ logger = logging.getLogger("unispeech.transcribe")
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Files per batch when none is asked for. A CPU is fastest one file at a time (no padding,
-# activations stay in cache: 1.3x batch 8 for the small model, 1.1x for base); a GPU needs
-# batches to fill it.
+# no mask: 1.2x batches of 8 for the small model in scripts/benchmark_transcribe.py); a GPU
+# needs batches to fill it.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 16}
 # batches decoded ahead of the one the model is running: enough to hide decoding, little memory
 LOOKAHEAD_BATCHES = 2
@@ -212,17 +212,24 @@ def write_records(records: list[dict[str, Any]], fmt: str, handle) -> None:
             handle.write(f"{record['path']}\t{record['text']}\n")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Transcribe audio with a fine-tuned UniSpeech CTC model.")
     parser.add_argument("inputs", nargs="+", help="audio files or directories")
     parser.add_argument("--model", required=True, help=".ckpt from unispeech.train or an exported directory")
-    parser.add_argument("--batch-size", type=int, default=None, help="files per batch (default: 1 on a CPU, 16 on a GPU)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None, help="files per batch (default: 1 on a CPU, 16 on a GPU)")
     parser.add_argument("--format", choices=("json", "tsv"), default="json")
     parser.add_argument("--output", help="file to write (default: stdout)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 autocast on a GPU, float32 on a CPU")
-    parser.add_argument("--workers", type=int, default=None, help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)")
+    parser.add_argument("--workers", type=_positive_int, default=None, help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

@@ -27,3 +27,10 @@ def test_export_names_a_missing_checkpoint(tmp_path, capsys):
         export.main([str(tmp_path / "gone.ckpt"), str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "gone.ckpt" in capsys.readouterr().err
+
+
+def test_transcribe_refuses_a_batch_size_of_zero(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", str(tmp_path), "--batch-size", "0", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err
