@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 import statistics
+from collections.abc import Iterator
 
 import torch
 
@@ -133,7 +134,8 @@ def optimizer_for(model: torch.nn.Module, device: torch.device) -> torch.optim.O
     return torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
 
 
-def run_shape(shape: str, args, device: torch.device) -> list[str]:
+def run_shape(shape: str, args, device: torch.device) -> Iterator[str]:
+    """Table rows for one shape, each yielded as soon as it is measured."""
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
     config = model_config(shape)
@@ -199,7 +201,6 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
         return step
 
     hf_pre_opt = optimizer_for(hf_pre, device)
-    rows = []
     specs = [
         ("ctc", ctc_step(ours_ctc, optimizer_for(ours_ctc, device)), ctc_step(hf_ctc, optimizer_for(hf_ctc, device)), 3),
         ("ctc, frozen feature encoder", ctc_step(ours_ctc_frozen, optimizer_for(ours_ctc_frozen, device)),
@@ -220,19 +221,49 @@ def run_shape(shape: str, args, device: torch.device) -> list[str]:
             # the training fast path: Transformer layers + feature encoder compiled in place
             compile_regions(ours_ctc), compile_regions(ours_pre)
             continue
-        if hf_step is None:
-            [(ours_s, ours_mem)], (hf_s, hf_mem) = time_steps(ours_step, **timing), (float("nan"), float("nan"))
-        else:
-            (ours_s, ours_mem), (hf_s, hf_mem) = time_steps(ours_step, hf_step, **timing)
         # a frozen encoder runs forward only: training FLOPs = its forward + 3 x the rest
         flops = encoder_flops + 3 * (fwd_flops - encoder_flops) if factor == "frozen" else factor * fwd_flops
-        rows.append(format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, flops, device))
+        yield guarded(shape, name, device, lambda: format_row(
+            shape, name, audio_seconds, *interleave(time_steps(ours_step, hf_step, **timing)), flops, device))
     ours_ctc.eval(), hf_ctc.eval()
-    (ours_s, ours_mem), (hf_s, hf_mem) = time_steps(infer_step(ours_ctc), infer_step(hf_ctc), **timing)
-    rows.append(format_row(shape, "infer", audio_seconds, ours_s, hf_s, ours_mem, hf_mem, fwd_flops, device))
+    yield guarded(shape, "infer", device, lambda: format_row(
+        shape, "infer", audio_seconds, *interleave(time_steps(infer_step(ours_ctc), infer_step(hf_ctc), **timing)),
+        fwd_flops, device))
     if args.breakdown:
-        rows += breakdown(ours_pre.train(), x, mask, labels, amp, device, args)
-    return rows
+        yield from guarded(shape, "breakdown", device, lambda: breakdown(ours_pre.train(), x, mask, labels, amp, device, args),
+                           many=True)
+
+
+def interleave(timings: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """[(ours s, ours GiB), (theirs s, theirs GiB)] → ours s, theirs s, ours GiB, theirs GiB."""
+    (ours_s, ours_mem), (hf_s, hf_mem) = timings
+    return ours_s, hf_s, ours_mem, hf_mem
+
+
+def guarded(shape: str, name: str, device: torch.device, make, many: bool = False):
+    """The row(s) `make` returns or, if it fails (out of memory, a compiler error), one row
+    saying so: a GPU session is short, and one failure should not cost the other rows."""
+    try:
+        return make()
+    except Exception as error:  # noqa: BLE001 - reported in the table, then go on
+        row = failure_row(shape, name, device, error)
+        return [row] if many else row
+
+
+def rows_or_failure(shape: str, device: torch.device, rows: Iterator[str]) -> Iterator[str]:
+    """`rows` as they come; if producing them fails outside a row (building a model too big
+    for the card), one row saying so in place of the rest."""
+    try:
+        yield from rows
+    except Exception as error:  # noqa: BLE001 - reported in the table, then go on
+        yield failure_row(shape, "remaining steps", device, error)
+
+
+def failure_row(shape: str, name: str, device: torch.device, error: Exception) -> str:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    first_line = (str(error).strip().splitlines() or [""])[0][:160]
+    return f"| {shape} | {name} | failed: {type(error).__name__}: {first_line} | | |"
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -369,13 +400,13 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for shape in shapes:
-        for row in run_shape(shape, args, device):
+        for row in rows_or_failure(shape, device, run_shape(shape, args, device)):
             print(row, flush=True)
     if args.transcribe:
         from benchmark_transcribe import transcribe_rows
 
         print("\ntranscribe: audio-s/s (real-time factor) from MP3 files to text, decoding included")
-        for row in transcribe_rows(shapes[0], device):
+        for row in guarded(shapes[0], "transcribe", device, lambda: transcribe_rows(shapes[0], device), many=True):
             print(row, flush=True)
     if args.data:
         _, batch, seconds = SHAPES[shapes[0]]

@@ -46,11 +46,32 @@ def test_transcription_benchmark_runs_both_sides_on_real_files():
 
 
 @pytest.mark.slow
-def test_model_benchmark_prints_a_row_per_step(capsys):
+def test_model_benchmark_prints_a_row_per_step_and_survives_a_failing_one(capsys, monkeypatch):
+    real_time_steps, calls = benchmark.time_steps, []
+
+    def second_step_runs_out_of_memory(*steps, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_time_steps(*steps, **kwargs)
+
+    monkeypatch.setattr(benchmark, "time_steps", second_step_runs_out_of_memory)
     benchmark.main(["--steps", "1", "--warmup", "0"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small |")]
     assert [row.split("|")[2].strip() for row in rows] == ["ctc", "ctc, frozen feature encoder", "pretrain", "infer"]
+    failed = rows.pop(1)
+    assert "failed: RuntimeError: CUDA out of memory" in failed
     for row in rows:
         ours, theirs, ratio = (cell.strip() for cell in row.split("|")[3:6])
         assert float(ours) > 0 and float(theirs) > 0
         assert float(ratio.rstrip("x")) == pytest.approx(float(ours) / float(theirs), rel=0.05)
+
+
+def test_a_shape_that_cannot_be_built_gets_one_failure_row():
+    def rows():
+        yield "| base | ctc | 1.0 | 1.0 | 1.00x |"
+        raise MemoryError("cannot allocate the large model")
+
+    out = list(benchmark.rows_or_failure("base", torch.device("cpu"), rows()))
+    assert out == ["| base | ctc | 1.0 | 1.0 | 1.00x |",
+                   "| base | remaining steps | failed: MemoryError: cannot allocate the large model | | |"]
