@@ -73,6 +73,27 @@ def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(tmp_path):
     assert temperature[3] == pytest.approx(2.0 * 0.999995**3)
 
 
+def test_sigterm_after_the_step_hooks_still_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    common = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100", "next_stage=[]",
+                     "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6"]
+    full = run(compose_config(common), tmp_path / "full")
+    with pytest.raises(SystemExit):  # Lightning stops a SIGTERM'd run with SIGTERMException
+        run(compose_config(common + ["+callbacks.late_sigterm._target_=tests.tasks.conftest.LateSigterm",
+                                     "+callbacks.late_sigterm.at_step=3"]), tmp_path / "preempted")
+    last = tmp_path / "preempted" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    resumed = run(compose_config(common + [f"ckpt_path={last}"]), tmp_path / "resumed")
+
+    def losses(summary):
+        return {int(r["step"]): float(r["train/loss"]) for r in read_metrics(summary["metrics_csv"])
+                if r.get("train/loss")}
+
+    full_losses, resumed_losses = losses(full), losses(resumed)
+    assert sorted(resumed_losses) == [3, 4, 5]
+    for step in (3, 4, 5):
+        assert resumed_losses[step] == pytest.approx(full_losses[step], rel=1e-5), step
+
+
 def test_overfits_a_tiny_batch(tmp_path):
     import lightning as L
 

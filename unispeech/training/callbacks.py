@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from unispeech.training.loggers import csv_metrics_file
 
@@ -27,11 +28,24 @@ class PreemptionCheckpoint(L.Callback):
         self.saved_at_step: int | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        # Lightning raises SIGTERMException right after this hook when the signal arrived
-        if trainer.received_sigterm and self.saved_at_step != trainer.global_step:
-            trainer.save_checkpoint(str(self.path))
-            self.saved_at_step = trainer.global_step
-            rank_zero_info(f"SIGTERM received: saved {self.path} at step {trainer.global_step}")
+        # the usual case: the signal arrived during the step; Lightning stops the run
+        # (SIGTERMException) once the step's remaining hooks have run
+        if trainer.received_sigterm:
+            self._save(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # the signal arrived after the hook above (in a later callback, the LR scheduler or
+        # logger step, or while the next batch loaded): Lightning stops at its next check
+        # without another step, so the state is still that of the last finished step
+        if isinstance(exception, SIGTERMException):
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if self.saved_at_step == trainer.global_step:
+            return
+        trainer.save_checkpoint(str(self.path))
+        self.saved_at_step = trainer.global_step
+        rank_zero_info(f"SIGTERM received: saved {self.path} at step {trainer.global_step}")
 
 
 PLOTTED_METRICS = (
