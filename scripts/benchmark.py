@@ -16,8 +16,8 @@ Rows (same batch, same precision, same optimizer for both sides):
 - infer:     eval forward + greedy CTC decoding
 - transcribe (--transcribe): files on disk → text, fp32 and bf16, vs a transformers loop
 Speed is audio seconds per second; the ratio is ours / transformers. On CUDA it also prints
-MFU = analytic model FLOPs per second / peak bf16 FLOP/s (training = 3 x forward) and peak
-memory per audio second, and a breakdown of our pretraining step.
+MFU = analytic model FLOPs per second / peak bf16 FLOP/s (training = 3 x forward) and the
+step's peak memory above the resident models and optimizer states, per audio second.
 """
 
 from __future__ import annotations
@@ -84,14 +84,18 @@ def sync(device: torch.device) -> None:
 
 
 def time_one(step, device: torch.device) -> tuple[float, float]:
-    """Seconds and peak GiB of one step."""
+    """Seconds of one step, and its peak GiB above what was allocated before it. Every
+    model of the run stays resident; counting only the step's own activations and
+    temporaries keeps them out of the comparison."""
+    resident = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+        resident = torch.cuda.memory_allocated()
     sync(device)
     start = time.perf_counter()
     step()
     sync(device)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    peak = (torch.cuda.max_memory_allocated() - resident) / 2**30 if device.type == "cuda" else float("nan")
     return time.perf_counter() - start, peak
 
 
@@ -396,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
           "L x (8 H^2 T + 4 T^2 H + 4 H I T), quantizer logits")
     header = "| shape | step | ours audio-s/s | transformers audio-s/s | ratio |"
     if device.type == "cuda":
-        header += " ours MFU | transformers MFU | ours MiB/audio-s | transformers MiB/audio-s |"
+        header += " ours MFU | transformers MFU | ours step MiB/audio-s | transformers step MiB/audio-s |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for shape in shapes:
