@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 from pathlib import Path
+
+import lightning as L
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -46,19 +50,13 @@ def column(rows: list[dict[str, str]], name: str) -> list[float]:
     return [float(r[name]) for r in rows if r.get(name) not in (None, "")]
 
 
-class LateSigterm:
-    """A callback that sends this process SIGTERM at the end of step `at_step`, after the
-    preemption callback's hook has run: a moment a real signal can arrive at too."""
+class LateSigterm(L.Callback):
+    """Sends this process SIGTERM at the end of step `at_step`, after the preemption
+    callback's hook has run: a moment a real signal can arrive at too."""
 
-    def __new__(cls, at_step: int):
-        import os
-        import signal
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
 
-        import lightning as L
-
-        class _LateSigterm(L.Callback):
-            def on_train_batch_end(self, trainer, *args) -> None:
-                if trainer.global_step == at_step:
-                    os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler records it
-
-        return _LateSigterm()
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler records it

@@ -49,49 +49,51 @@ def test_default_job_logs_finite_loss_parts(tmp_path):
     assert png.parent == Path(summary["checkpoint"]).parent and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(tmp_path):
-    # the uninterrupted run also keeps a mid-epoch checkpoint every 3 steps, as a preempted run would have
-    common = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100", "next_stage=[]",
-                     "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6",
-                     "callbacks.model_checkpoint.every_n_train_steps=3", "callbacks.model_checkpoint.monitor=null",
-                     "callbacks.model_checkpoint.save_top_k=-1"]
-    full = run(compose_config(common), tmp_path / "full")
-    step3 = tmp_path / "full" / "checkpoints" / "best-3.ckpt"
-    assert step3.is_file()
-    resumed = run(compose_config(common + [f"ckpt_path={step3}"]), tmp_path / "resumed")
+# six steps with a loss logged at each; the schedule fixed so that a resumed run lines up
+SIX_STEPS = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100", "next_stage=[]",
+                    "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6"]
 
-    def losses(summary):
-        return {int(r["step"]): float(r["train/loss"]) for r in read_metrics(summary["metrics_csv"])
-                if r.get("train/loss")}
 
-    full_losses, resumed_losses = losses(full), losses(resumed)
+def train_losses(summary) -> dict[int, float]:
+    return {int(r["step"]): float(r["train/loss"]) for r in read_metrics(summary["metrics_csv"]) if r.get("train/loss")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    """Six steps without a break. It also keeps a mid-epoch checkpoint every 3 steps, as a
+    preempted run would have (checkpointing draws no random numbers: the losses are the same)."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return run(compose_config(SIX_STEPS + ["callbacks.model_checkpoint.every_n_train_steps=3",
+                                           "callbacks.model_checkpoint.monitor=null",
+                                           "callbacks.model_checkpoint.save_top_k=-1"]), out)
+
+
+def assert_resumed_from_step_3(resumed, uninterrupted) -> None:
+    full_losses, resumed_losses = train_losses(uninterrupted), train_losses(resumed)
     assert sorted(resumed_losses) == [3, 4, 5]
     for step in (3, 4, 5):  # same data order, temperature, masks, dropout and optimizer state
         assert resumed_losses[step] == pytest.approx(full_losses[step], rel=1e-5), step
+
+
+def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(uninterrupted_run, tmp_path):
+    step3 = Path(uninterrupted_run["output_dir"]) / "checkpoints" / "best-3.ckpt"
+    assert step3.is_file()
+    resumed = run(compose_config(SIX_STEPS + [f"ckpt_path={step3}"]), tmp_path / "resumed")
+    assert_resumed_from_step_3(resumed, uninterrupted_run)
     temperature = {int(r["step"]): float(r["train/gumbel_temperature"]) for r in read_metrics(resumed["metrics_csv"])
                    if r.get("train/gumbel_temperature")}
     assert temperature[3] == pytest.approx(2.0 * 0.999995**3)
 
 
-def test_sigterm_after_the_step_hooks_still_saves_a_checkpoint_that_resumes_exactly(tmp_path):
-    common = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100", "next_stage=[]",
-                     "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6"]
-    full = run(compose_config(common), tmp_path / "full")
+def test_sigterm_after_the_step_hooks_still_saves_a_checkpoint_that_resumes_exactly(uninterrupted_run, tmp_path):
+    # no every-3-steps checkpoint here: last.ckpt can only come from the preemption callback
     with pytest.raises(SystemExit):  # Lightning stops a SIGTERM'd run with SIGTERMException
-        run(compose_config(common + ["+callbacks.late_sigterm._target_=tests.tasks.conftest.LateSigterm",
-                                     "+callbacks.late_sigterm.at_step=3"]), tmp_path / "preempted")
+        run(compose_config(SIX_STEPS + ["+callbacks.late_sigterm._target_=tests.tasks.conftest.LateSigterm",
+                                        "+callbacks.late_sigterm.at_step=3"]), tmp_path / "preempted")
     last = tmp_path / "preempted" / "checkpoints" / "last.ckpt"
     assert last.is_file()
-    resumed = run(compose_config(common + [f"ckpt_path={last}"]), tmp_path / "resumed")
-
-    def losses(summary):
-        return {int(r["step"]): float(r["train/loss"]) for r in read_metrics(summary["metrics_csv"])
-                if r.get("train/loss")}
-
-    full_losses, resumed_losses = losses(full), losses(resumed)
-    assert sorted(resumed_losses) == [3, 4, 5]
-    for step in (3, 4, 5):
-        assert resumed_losses[step] == pytest.approx(full_losses[step], rel=1e-5), step
+    resumed = run(compose_config(SIX_STEPS + [f"ckpt_path={last}"]), tmp_path / "resumed")
+    assert_resumed_from_step_3(resumed, uninterrupted_run)
 
 
 def test_overfits_a_tiny_batch(tmp_path):
