@@ -7,7 +7,13 @@ import torch
 
 from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, edit_distance, tokens_to_text, words
 from unispeech.tasks.pretraining import gumbel_temperature
-from unispeech.tasks.schedules import build_scheduler, polynomial_decay_factor, tri_stage_factor
+from unispeech.tasks.schedules import (
+    build_scheduler,
+    geometric_decay_per_step,
+    linear_ramp_factor,
+    polynomial_decay_factor,
+    tri_stage_factor,
+)
 
 
 @pytest.mark.parametrize(
@@ -89,3 +95,25 @@ def test_gumbel_temperature_anneals_to_floor():
     assert gumbel_temperature(0, 2.0, 0.5, 0.999995) == 2.0
     assert gumbel_temperature(100_000, 2.0, 0.5, 0.999995) == pytest.approx(2.0 * 0.999995**100_000)
     assert gumbel_temperature(10_000_000, 2.0, 0.5, 0.999995) == 0.5
+
+
+def test_warmup_fraction_scales_with_the_run_and_an_overlong_warmup_warns():
+    param = torch.nn.Parameter(torch.zeros(1))
+    for total in (100, 5000):
+        optimizer = torch.optim.SGD([param], lr=1.0)
+        scheduler = build_scheduler(optimizer, "polynomial", total_steps=total, warmup_fraction=0.1)
+        assert scheduler.lr_lambdas[0](total // 10 - 1) == pytest.approx(1.0)  # peak at 10 % of any run
+        assert scheduler.lr_lambdas[0](total // 20 - 1) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="not both"):
+        build_scheduler(optimizer, "polynomial", total_steps=10, warmup_steps=2, warmup_fraction=0.1)
+    with pytest.warns(UserWarning, match="never reaches its peak"):
+        build_scheduler(optimizer, "polynomial", total_steps=20, warmup_steps=25_000)
+
+
+def test_run_relative_gumbel_anneal_and_ctc_ramp():
+    decay = geometric_decay_per_step(2.0, 0.5, 500)
+    assert gumbel_temperature(500, 2.0, 0.5, decay) == pytest.approx(0.5)
+    assert gumbel_temperature(250, 2.0, 0.5, decay) == pytest.approx(1.0)
+    # the paper's per-update decay barely moves in a 500-update run: why the demo anneals by fraction
+    assert gumbel_temperature(500, 2.0, 0.5, 0.999995) > 1.99
+    assert [linear_ramp_factor(s, 100, 0.3, 0.6) for s in (0, 30, 45, 60, 99)] == pytest.approx([0, 0, 0.5, 1, 1])

@@ -38,11 +38,14 @@ class SpeechTask(L.LightningModule):
         optimizer = build_adam(self.model, **self.optimizer_cfg)
         schedule = dict(self.scheduler_cfg)
         name = schedule.pop("name", "constant")
-        total = schedule.pop("total_steps", None) or self._total_steps()
-        scheduler = build_scheduler(optimizer, name, int(total), **schedule)
+        schedule.pop("total_steps", None)
+        scheduler = build_scheduler(optimizer, name, self._total_steps(), **schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _total_steps(self) -> int:
+        """The run's length in updates: ``scheduler.total_steps``, else the trainer's."""
+        if self.scheduler_cfg.get("total_steps"):
+            return int(self.scheduler_cfg["total_steps"])
         steps = self.trainer.estimated_stepping_batches
         if steps is None or steps == float("inf"):
             raise ValueError("scheduler.total_steps must be set when trainer.max_steps is -1 and max_epochs is unbounded")

@@ -1,10 +1,23 @@
 """Multitask UniSpeech pretraining: phonetic CTC on labeled rows + contrastive on all rows.
 
 The loss itself lives in ``UniSpeechForPreTraining.forward``. This module adds what belongs
-to the training procedure: Gumbel temperature annealing (a pure function of the optimizer
-step, so a resumed run continues at the right temperature), feature-encoder gradient scaling,
-the optimizer and schedule, logging of every loss part, and validation PER of the phonetic
-CTC head with greedy decoding.
+to the training procedure: Gumbel temperature annealing and the CTC weight ramp (pure
+functions of the optimizer step, so a resumed run continues where it was), feature-encoder
+gradient scaling, the optimizer and schedule, logging of every loss part, and validation PER
+of the phonetic CTC head with greedy decoding.
+
+Both schedules can be tied to the run's length instead of to absolute update counts:
+
+- ``gumbel.anneal_fraction``: τ decays geometrically from ``max_temperature`` to
+  ``min_temperature`` over that fraction of the run (the paper's per-update ``decay`` of
+  0.999995 is sized for 400k updates; in a 500-update run τ would stay at 1.99).
+- ``ctc_alpha_ramp: [start, end]``: the CTC weight α is 0 (contrastive only) until ``start``
+  of the run, then rises linearly to ``model.ctc_alpha`` at ``end``. Measured on the demo
+  corpus: with α = 0.5 from the first update, the phonetic CTC term's all-blank solution
+  makes every context vector of an utterance the same (mean pairwise cosine 1.000 after 50
+  updates), which holds the contrastive task at chance and never lets CTC leave the blank
+  plateau. Starting contrastive-only gives CTC diverse features to build on. ``null`` keeps
+  the paper's constant α (the large recipes do).
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from unispeech.tasks.base import SpeechTask
 from unispeech.tasks.checkpoints import load_backbone_weights
 from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, ids_to_tokens, labels_to_ids
 from unispeech.tasks.optim import find_submodule, scale_gradients
+from unispeech.tasks.schedules import geometric_decay_per_step, linear_ramp_factor
 
 
 def gumbel_temperature(step: int, max_temperature: float, min_temperature: float, decay: float) -> float:
@@ -37,6 +51,7 @@ class PretrainingTask(SpeechTask):
         gumbel: dict | None = None,
         feature_grad_mult: float = 0.1,
         init_from: str | None = None,
+        ctc_alpha_ramp: Sequence[float] | None = None,
         language: str = "",
         seed: int = 0,
     ) -> None:
@@ -47,7 +62,21 @@ class PretrainingTask(SpeechTask):
         self.model = UniSpeechForPreTraining(config)
         if init_from:
             load_backbone_weights(self.model, init_from)  # heads of another size stay fresh
-        self.gumbel = {"max_temperature": 2.0, "min_temperature": 0.5, "decay": 0.999995, **(gumbel or {})}
+        gumbel = {"max_temperature": 2.0, "min_temperature": 0.5, "decay": 0.999995, "anneal_fraction": None,
+                  **(gumbel or {})}
+        self.anneal_fraction = gumbel.pop("anneal_fraction")
+        if self.anneal_fraction is not None and not 0.0 < float(self.anneal_fraction) <= 1.0:
+            raise ValueError(f"gumbel.anneal_fraction={self.anneal_fraction} must be in (0, 1]")
+        unknown = set(gumbel) - {"max_temperature", "min_temperature", "decay"}
+        if unknown:
+            raise ValueError(f"gumbel: unknown option(s) {sorted(unknown)}")
+        self.gumbel = gumbel
+        self.ctc_alpha = float(config.ctc_alpha)
+        self.ctc_alpha_ramp = None if ctc_alpha_ramp is None else tuple(float(f) for f in ctc_alpha_ramp)
+        if self.ctc_alpha_ramp is not None and not (
+            len(self.ctc_alpha_ramp) == 2 and 0.0 <= self.ctc_alpha_ramp[0] <= self.ctc_alpha_ramp[1] <= 1.0
+        ):
+            raise ValueError(f"ctc_alpha_ramp={list(ctc_alpha_ramp)} must be [start, end] with 0 <= start <= end <= 1")
         self.feature_grad_mult = float(feature_grad_mult)
         self._grad_hooks = scale_gradients(find_submodule(self.model, "feature_extractor"), self.feature_grad_mult)
         self._val_counts = ErrorCounts()
@@ -58,12 +87,24 @@ class PretrainingTask(SpeechTask):
         self.model.set_gumbel_temperature(self.current_temperature())
 
     def current_temperature(self) -> float:
-        return gumbel_temperature(int(self.global_step), **self.gumbel)
+        gumbel = dict(self.gumbel)
+        if self.anneal_fraction is not None:
+            steps = float(self.anneal_fraction) * self._total_steps()
+            gumbel["decay"] = geometric_decay_per_step(gumbel["max_temperature"], gumbel["min_temperature"], steps)
+        return gumbel_temperature(int(self.global_step), **gumbel)
+
+    def current_alpha(self) -> float:
+        """The CTC weight α of this update (``model.ctc_alpha``, ramped in if configured)."""
+        if self.ctc_alpha_ramp is None:
+            return self.ctc_alpha
+        start, end = self.ctc_alpha_ramp
+        return self.ctc_alpha * linear_ramp_factor(int(self.global_step), self._total_steps(), start, end)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self._forward(batch, self._mask_generator)
+        out = self._forward(batch, self._mask_generator, alpha=self.current_alpha())
         self._log_parts("train", out, batch)
         self.log("train/gumbel_temperature", self.current_temperature(), on_step=True, batch_size=1)
+        self.log("train/ctc_alpha", self.current_alpha(), on_step=True, batch_size=1)
         self.log_lr()
         self.log_throughput(batch)
         return out.loss
@@ -77,15 +118,24 @@ class PretrainingTask(SpeechTask):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._forward(batch, self._val_generator)
         self._log_parts("val", out, batch)
+        if batch["labeled"].any():
+            # PER of the phonetic head as it would be used: on the unmasked input (the masked
+            # pass above scores the contrastive task, which needs masked frames)
+            self._count_phone_errors(self._val_counts, self._unmasked_ctc_logits(batch), batch)
+
+    def _unmasked_ctc_logits(self, batch: dict) -> torch.Tensor:
+        values = batch["input_values"]
+        frames = int(self.model.get_feat_extract_output_lengths(values.shape[1]))
+        nothing = torch.zeros(values.shape[0], frames, dtype=torch.bool, device=values.device)
+        return self.model(values, attention_mask=batch["attention_mask"], mask_time_indices=nothing).ctc_logits
+
+    def _count_phone_errors(self, counts: ErrorCounts, ctc_logits: torch.Tensor, batch: dict) -> None:
+        """Greedy-decode the labeled rows of ``batch`` and add their phone errors to ``counts``."""
         labeled = batch["labeled"].bool().cpu()
-        if labeled.any():
-            lengths = self.frame_lengths(batch["attention_mask"])
-            hyps = ctc_greedy_decode(out.ctc_logits, lengths, blank_id=0)
-            refs = labels_to_ids(batch["labels"])
-            for row in torch.nonzero(labeled).flatten().tolist():
-                self._val_counts.update(
-                    ids_to_tokens(hyps[row], self.phone_vocabulary), ids_to_tokens(refs[row], self.phone_vocabulary)
-                )
+        hyps = ctc_greedy_decode(ctc_logits, self.frame_lengths(batch["attention_mask"]), blank_id=0)
+        refs = labels_to_ids(batch["labels"])
+        for row in torch.nonzero(labeled).flatten().tolist():
+            counts.update(ids_to_tokens(hyps[row], self.phone_vocabulary), ids_to_tokens(refs[row], self.phone_vocabulary))
 
     def on_validation_epoch_end(self) -> None:
         counts = self.trainer.strategy.reduce(self._val_counts.as_tensor().to(self.device), reduce_op="sum")
@@ -93,12 +143,13 @@ class PretrainingTask(SpeechTask):
             self.log("val/per", ErrorCounts.rates_from_tensor(counts.cpu())["per"], prog_bar=True, sync_dist=False)
 
     # -- helpers -------------------------------------------------------------------------
-    def _forward(self, batch: dict, generator: torch.Generator | None):
+    def _forward(self, batch: dict, generator: torch.Generator | None, alpha: float | None = None):
         return self.model(
             batch["input_values"],
             attention_mask=batch["attention_mask"],
             labels=batch["labels"],
             generator=generator,
+            alpha=alpha,
         )
 
     def _log_parts(self, stage: str, out, batch: dict) -> None:

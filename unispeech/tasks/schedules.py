@@ -7,6 +7,7 @@ any optimizer and are restored exactly from a checkpoint (LambdaLR only stores t
 from __future__ import annotations
 
 import math
+import warnings
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -59,10 +60,42 @@ def tri_stage_factor(
     return final_factor
 
 
+def linear_ramp_factor(step: int, total_steps: int, start_fraction: float, end_fraction: float) -> float:
+    """0 before ``start_fraction`` of the run, then linearly up to 1 at ``end_fraction``."""
+    start, end = start_fraction * total_steps, end_fraction * total_steps
+    if step <= start:
+        return 0.0
+    if step >= end:
+        return 1.0
+    return (step - start) / (end - start)
+
+
+def geometric_decay_per_step(start: float, end: float, steps: float) -> float:
+    """The per-step factor d with start · d^steps = end (a run-length-relative decay)."""
+    return (end / start) ** (1.0 / max(1.0, steps))
+
+
 def build_scheduler(optimizer: Optimizer, name: str, total_steps: int, **kwargs: float) -> LambdaLR:
-    """Build a per-step LambdaLR by name: ``polynomial`` or ``tri_stage`` (``constant`` too)."""
+    """Build a per-step LambdaLR by name: ``polynomial`` or ``tri_stage`` (``constant`` too).
+
+    ``polynomial`` takes its warm-up in updates (``warmup_steps``) or as a fraction of the
+    run (``warmup_fraction``), so one config works for a 500-update demo and a 400k-update run.
+    """
     if name == "polynomial":
-        warmup = int(kwargs.pop("warmup_steps", 0))
+        warmup = int(kwargs.pop("warmup_steps", 0) or 0)
+        fraction = kwargs.pop("warmup_fraction", None)
+        if fraction is not None:
+            if warmup:
+                raise ValueError("scheduler: set warmup_steps or warmup_fraction, not both")
+            if not 0.0 <= float(fraction) < 1.0:
+                raise ValueError(f"scheduler.warmup_fraction={fraction} must be in [0, 1)")
+            warmup = int(round(float(fraction) * total_steps))
+        if warmup >= total_steps:
+            warnings.warn(
+                f"scheduler: the warm-up ({warmup} updates) is as long as the run ({total_steps}): the learning "
+                "rate never reaches its peak; shorten warmup_steps or use warmup_fraction",
+                stacklevel=2,
+            )
         power = float(kwargs.pop("power", 1.0))
         end = float(kwargs.pop("end_factor", 0.0))
         _reject_extra(name, kwargs)
