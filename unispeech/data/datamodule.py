@@ -8,6 +8,9 @@ Modes:
     (`unlabeled_splits` of the same corpus, or `unlabeled_corpus`), at `labeled_fraction`.
   - "classification": one label per utterance from `label_column`; exposes `num_labels`,
     `label_names` and `id2label`.
+`paper_splits` swaps train/dev/test of a CommonVoice locale for the UniSpeech paper's
+1-hour lists (`paper_splits.py`); `phone_labels="paper"` then takes the paper's phones as
+targets instead of our espeak phonemization.
 With several locales, `language_alpha` re-balances languages each epoch (p_l ∝ (n_l/N)^α).
 
 DDP: batches are split between ranks by our sampler, so the Trainer must run with
@@ -31,6 +34,10 @@ from .collate import Collator
 from .commonvoice import UNLABELED_SPLITS, build_finetune_subset, list_locales, load_commonvoice
 from .corpus import SkipReport, cache_key, cached_table, default_cache_dir
 from .dataset import SpeechDataset
+from .paper_splits import (
+    PAPER_SPLITS, PHONE_LABELS, languages, load_paper_split, paper_language, paper_target, paper_tokenizer,
+    require_language,
+)
 from .sampler import DurationBucketSampler, LabeledUnlabeledMixing, TemperatureSampling
 from .sources import load_audio_folder, load_hf_corpus, load_manifest
 from .tokenizer import CTCTokenizer, normalize_text
@@ -105,6 +112,8 @@ class UniSpeechDataModule(L.LightningDataModule):
         language_alpha: float | None = None,
         train_hours: float | None = None,
         subset_seed: int = 0,
+        paper_splits: bool | str | None = None,
+        phone_labels: str = "phonemizer",
         audio_column: str = "audio",
         text_column: str = "sentence",
         label_column: str = "label",
@@ -136,6 +145,8 @@ class UniSpeechDataModule(L.LightningDataModule):
             raise ValueError("UniSpeech pretraining uses phone targets: label_type must be 'phones' or 'none'")
         if mode == "ctc" and label_type == "none":
             raise ValueError("CTC fine-tuning needs labels: label_type must be 'phones' or 'chars'")
+        if phone_labels not in PHONE_LABELS:
+            raise ValueError(f"phone_labels must be one of {PHONE_LABELS}, got {phone_labels!r}")
         self.corpus = str(corpus)
         self.locales = _as_list(locales)
         self.source = detect_source(self.corpus) if source == "auto" else source
@@ -171,6 +182,18 @@ class UniSpeechDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.seed = seed
+        self.phone_labels = phone_labels
+        self.paper_locale = self._resolve_paper_splits(paper_splits)
+        if self.paper_locale:
+            # The paper's lists replace the configured splits (an empty one stays empty) and
+            # the seeded `train_hours` subset, which would only cut the paper's hour down.
+            self.train_splits, self.val_splits, self.test_splits = (
+                [name] if splits else [] for name, splits in
+                zip(PAPER_SPLITS, (self.train_splits, self.val_splits, self.test_splits)))
+            self.train_hours = None
+        if phone_labels == "paper" and (not self.paper_locale or self.label_type != "phones"):
+            raise ValueError("phone_labels='paper' needs label_type='phones' and paper_splits on, for a "
+                             f"CommonVoice locale of: {', '.join(languages())}")
 
         self.tokenizer: CTCTokenizer | None = None
         self.label_names: list[str] = []
@@ -204,6 +227,32 @@ class UniSpeechDataModule(L.LightningDataModule):
         return {"train": self.train_splits, "val": self.val_splits, "validate": self.val_splits,
                 "test": self.test_splits}.get(split, []) != []
 
+    # -- paper splits ------------------------------------------------------------------
+    def _resolve_paper_splits(self, paper_splits: bool | str | None) -> str | None:
+        """The locale whose paper splits replace train/dev/test, or None.
+
+        None/False: off. True or "1h": on, an error if the locale has none. "auto" (what the
+        recipes use): on for the paper's languages, the configured splits for the others.
+        """
+        choice = "1h" if paper_splits is True else str(paper_splits or "off").lower()
+        if choice in ("off", "none", "false"):
+            return None
+        if choice not in ("1h", "true", "auto"):
+            raise ValueError(f"paper_splits must be null/false, true/'1h' or 'auto', got {paper_splits!r}")
+        # One CommonVoice locale: the one in `locales`, or the name of the locale folder.
+        locale = self.locales[0] if len(self.locales) == 1 else ("" if self.locales else Path(self.corpus).name)
+        if self.source == "commonvoice" and paper_language(locale):
+            return locale
+        if choice == "auto":
+            logger.info("no UniSpeech paper split for %r: using the configured splits", locale or self.corpus)
+            return None
+        if self.source != "commonvoice" or len(self.locales) > 1:
+            raise ValueError(f"paper_splits needs one CommonVoice locale (corpus={self.corpus!r}, "
+                             f"source={self.source!r}, locales={self.locales}); "
+                             f"paper splits exist for: {', '.join(languages())}")
+        require_language(locale)  # raises, listing the languages that have paper splits
+        return None
+
     # -- corpus reading ----------------------------------------------------------------
     def _root(self, corpus: str) -> Path:
         if corpus == "demo":
@@ -223,6 +272,13 @@ class UniSpeechDataModule(L.LightningDataModule):
             source = "manifest"
         locale = self.locales[0] if self.locales else ""
         label_column = self.label_column if self.mode == "classification" else None
+        if self.paper_locale and split in PAPER_SPLITS:
+            # Exactly the paper's clips: no duration filter, so val/test are the paper's.
+            table, report = load_paper_split(
+                self._root(corpus), self.paper_locale, split, phone_labels=self.phone_labels, check=self.check,
+                cache_dir=self.cache_dir, num_proc=self.num_proc)
+            self.skipped.merge(report)
+            return table
         if source == "commonvoice":
             root = self._root(corpus)
             if (root / "clips").is_dir():  # a locale folder: its name is the locale
@@ -251,7 +307,9 @@ class UniSpeechDataModule(L.LightningDataModule):
 
     def _with_targets(self, table: datasets.Dataset, name: str) -> datasets.Dataset:
         """Add the `target` column (phones or normalised characters), dropping empties."""
-        if self.label_type == "phones":
+        if self.phone_labels == "paper":
+            targets = [paper_target(t, self.word_boundary) for t in table["paper_phones"]]
+        elif self.label_type == "phones":
             from .phonemes import add_phones_column
 
             key = cache_key("phones", table._fingerprint, len(table), self.word_boundary)
@@ -332,14 +390,17 @@ class UniSpeechDataModule(L.LightningDataModule):
             from .phonemes import locale_to_voice
 
             language = locale_to_voice(self.locales[0])
-        directory = Path(self.tokenizer_dir) if self.tokenizer_dir else self.cache_dir / "tokenizers" / cache_key(
+        # Paper labels: the paper's inventory, the same whichever clips the release has.
+        paper = paper_tokenizer(self.paper_locale) if self.phone_labels == "paper" else None
+        key = cache_key("tokenizer", "paper", paper.vocab) if paper else cache_key(
             "tokenizer", self.tables["train"]._fingerprint, kind)
+        directory = Path(self.tokenizer_dir) if self.tokenizer_dir else self.cache_dir / "tokenizers" / key
         if (directory / "vocab.json").exists():
             tokenizer = CTCTokenizer.from_pretrained(directory)
             if tokenizer.kind != kind:
                 raise ValueError(f"{directory} holds a {tokenizer.kind} tokenizer but label_type={kind!r}")
             return tokenizer
-        tokenizer = CTCTokenizer.from_texts(self.tables["train"]["target"], kind=kind, language=language)
+        tokenizer = paper or CTCTokenizer.from_texts(self.tables["train"]["target"], kind=kind, language=language)
         tokenizer.save_pretrained(directory)
         logger.info("tokenizer (%s, %d symbols) saved to %s", kind, len(tokenizer), directory)
         return tokenizer
@@ -416,6 +477,9 @@ class UniSpeechDataModule(L.LightningDataModule):
         lines = [f"{stage:>9}: {s['utterances']:>7} utterances, {s['hours']:8.3f} h" for stage, s in self.summary.items()]
         lines.append(f"  skipped: {self.skipped.total} utterances"
                      + "".join(f"\n    {reason}: {len(ids)}" for reason, ids in self.skipped.skipped.items()))
+        if self.paper_locale:
+            lines.append(f"   splits: the UniSpeech paper's 1-hour lists for {self.paper_locale} "
+                         f"({self.phone_labels} phone labels)")
         if self.tokenizer is not None:
             lines.append(f"tokenizer: {self.tokenizer.kind}, {len(self.tokenizer)} symbols")
         if self.label_names:
