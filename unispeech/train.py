@@ -28,6 +28,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from unispeech.tasks.base import NonFiniteLossError
 from unispeech.training.loggers import choose_wandb_mode, csv_metrics_file, ensure_csv_logger, is_wandb_config
 from unispeech.training.resumable import CountConsumedBatches, make_resumable
 from unispeech.training.validation import (
@@ -266,7 +267,7 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(HydraConfig.get().overrides.task)
     try:
         summaries = run_pipeline(cfg, output_dir, overrides)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, NonFiniteLossError) as error:
         print(f"[unispeech] error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     if _is_global_zero():

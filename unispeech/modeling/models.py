@@ -20,7 +20,7 @@ from .feature_encoder import FeatureEncoder, FeatureProjection, conv_output_leng
 from .losses import contrastive_loss_per_row, ctc_loss_per_row, diversity_loss
 from .masking import compute_mask_indices, frame_mask_from_lengths, sample_negative_indices, uniform
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, UniSpeechForPreTrainingOutput
-from .quantizer import GumbelVectorQuantizer
+from .quantizer import GumbelVectorQuantizer, count_codevector_picks
 from .transformer import PositionalConvEmbedding, TransformerEncoder, WeightNormConv1d
 
 
@@ -388,5 +388,6 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
             contrastive_accuracy=correct.sum() / normaliser,
             num_masked_frames=num_masked,
             mask_time_indices=masked,
+            codevector_counts=count_codevector_picks(quantized.indices, frame_mask, cfg.num_codevectors_per_group),
         )
         return _as_tuple(out, return_dict)

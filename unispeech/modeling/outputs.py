@@ -63,3 +63,5 @@ class UniSpeechForPreTrainingOutput(ModelOutput):
     contrastive_accuracy: torch.Tensor | None = None
     num_masked_frames: torch.Tensor | None = None
     mask_time_indices: torch.Tensor | None = None
+    # (G·V,) int64: the real frames that picked each codebook entry (hard picks); 0 = unused
+    codevector_counts: torch.Tensor | None = None

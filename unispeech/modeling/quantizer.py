@@ -70,3 +70,17 @@ class GumbelVectorQuantizer(nn.Module):
         codebook = self.codevectors.view(g, v, -1)  # (G, V, D/G)
         picked = torch.einsum("ngv,gvd->ngd", onehot.to(codebook.dtype), codebook)  # (N, G, D/G)
         return QuantizerOutput(picked.reshape(b, t, -1), perplexity, indices.view(b, t, g))
+
+
+def count_codevector_picks(indices: torch.Tensor, frame_mask: torch.Tensor, num_vars: int) -> torch.Tensor:
+    """(G·V,) int64: how many frames of ``frame_mask`` picked each codebook entry (hard picks).
+
+    ``indices``: (B, T, G) from ``QuantizerOutput``; ``frame_mask``: (B, T) bool, the real
+    (non-padded) frames. Entries with a count of 0 are unused by the batch. An ``index_add``
+    of integers: exact, deterministic, and no host sync (boolean indexing would need one).
+    """
+    g = indices.shape[-1]
+    offsets = torch.arange(g, device=indices.device) * num_vars  # group g's entries start at g·V
+    flat = (indices + offsets).reshape(-1)
+    weights = frame_mask[..., None].expand_as(indices).reshape(-1).long()
+    return torch.zeros(g * num_vars, dtype=torch.long, device=indices.device).index_add_(0, flat, weights)

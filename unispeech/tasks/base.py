@@ -6,6 +6,16 @@ layerdrop generators from (seed, step) alone. Every random draw is then a functi
 step, so (1) resuming from a checkpoint reproduces the uninterrupted run exactly and (2)
 layerdrop skips the same layers on every DDP rank, which keeps every parameter in the graph
 on every rank without ``find_unused_parameters``.
+
+Non-finite updates: after backward (and after every ``on_before_optimizer_step`` hook, so
+the CTC task's frozen transformer grads are already dropped) and before clipping, the total
+gradient norm is computed and logged (``train/grad_norm``). If it is NaN/inf, every
+gradient is set to None: AdamW skips such parameters, so neither the weights nor the
+optimizer state change (under fp16 AMP the GradScaler skips the update itself, and the
+grads stay: it reads them to lower its scale). Under DDP the gradients are all-reduced before this check, so a NaN
+on one rank makes every rank skip the same update, and stop at the same step, without any
+extra communication. The update still counts as a step (the LR schedule, Gumbel τ and the
+CTC ramp advance), which keeps the schedules tied to the run's length.
 """
 
 from __future__ import annotations
@@ -18,20 +28,34 @@ import torch
 
 from unispeech.tasks.optim import build_adam
 from unispeech.tasks.schedules import build_scheduler
+from unispeech.tasks.diagnostics import NonFiniteUpdates, check_limit, logger, total_grad_norm
 
 SAMPLE_RATE = 16_000
+NONFINITE_KEY = "unispeech_nonfinite"  # the skipped-update counters, in the checkpoint
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many updates in a row had NaN/inf gradients; the message says which and what to try."""
 
 
 class SpeechTask(L.LightningModule):
     """Base LightningModule: subclasses build ``self.model`` and implement the steps."""
 
-    def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        seed: int = 0,
+        max_consecutive_nonfinite: int | None = 10,
+    ) -> None:
         super().__init__()
         self.optimizer_cfg = dict(optimizer or {"lr": 5e-4})
         self.scheduler_cfg = dict(scheduler or {"name": "constant"})
         self.seed = int(seed)
         self._step_started: float | None = None
         self._mask_generator: torch.Generator | None = None
+        self._nonfinite = NonFiniteUpdates(check_limit("max_consecutive_nonfinite", max_consecutive_nonfinite))
+        self._loss_finite: torch.Tensor | None = None  # over the micro-batches of this update
 
     # -- optimisation ---------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -41,6 +65,46 @@ class SpeechTask(L.LightningModule):
         schedule.pop("total_steps", None)
         scheduler = build_scheduler(optimizer, name, self._total_steps(), **schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        # kept on the device (no sync): read only to word the message of a skipped update
+        finite = torch.isfinite(loss.detach()).all()
+        self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Log the gradient norm before clipping; skip (or stop on) a non-finite update.
+
+        Lightning calls this after the ``on_before_optimizer_step`` hooks and before the
+        optimizer step; under fp16 AMP the gradients are unscaled by then, except for an
+        optimizer that unscales inside its own step (fused AdamW).
+        """
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = total_grad_norm(parameters)
+        finite = bool(torch.isfinite(norm))  # the one host sync of the check
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16 AMP's GradScaler
+        if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
+            norm = norm / scaler.get_scale()  # a fused AdamW unscales in its step: these grads are still scaled
+        self.log("train/grad_norm", norm, on_step=True, batch_size=1)
+        loss_finite = True if self._loss_finite is None else bool(self._loss_finite)
+        self._loss_finite = None
+        step = int(self.global_step)
+        self._nonfinite.record(step, finite)
+        self.log("train/skipped_nonfinite", float(self._nonfinite.total), on_step=True, batch_size=1)
+        if finite:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        if scaler is None:  # a GradScaler skips this update itself (and needs the grads to see why)
+            for p in parameters:
+                p.grad = None  # AdamW skips them: no update, no moment or step-count change
+        if self._nonfinite.limit_reached:
+            raise NonFiniteLossError(self._nonfinite.stop_message(step, loss_finite, str(self.trainer.precision)))
+        if self.global_rank == 0:
+            logger.warning(self._nonfinite.skipped_message(step, loss_finite))
 
     def _total_steps(self) -> int:
         """The run's length in updates: ``scheduler.total_steps``, else the trainer's."""
@@ -91,6 +155,12 @@ class SpeechTask(L.LightningModule):
         # the full architecture (a fine-tuned model's comes from its pretrained source, not
         # from our hyper-parameters): export and transcription need nothing else
         checkpoint["unispeech_config"] = self.model.config.to_dict()
+        checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed run keeps counting skipped updates (and a streak) where it stopped
+        if NONFINITE_KEY in checkpoint:
+            self._nonfinite.load_state_dict(checkpoint[NONFINITE_KEY])
 
     def frame_lengths(self, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model.get_feat_extract_output_lengths(attention_mask.sum(-1)).long()

@@ -27,8 +27,9 @@ class ClassificationTask(SpeechTask):
         optimizer: dict | None = None,
         scheduler: dict | None = None,
         seed: int = 0,
+        max_consecutive_nonfinite: int | None = 10,
     ) -> None:
-        super().__init__(optimizer, scheduler, seed)
+        super().__init__(optimizer, scheduler, seed, max_consecutive_nonfinite)
         self.save_hyperparameters()
         self.labels = list(labels)
         self.model = build_finetune_model(

@@ -42,8 +42,9 @@ class CTCFinetuningTask(SpeechTask):
         optimizer: dict | None = None,
         scheduler: dict | None = None,
         seed: int = 0,
+        max_consecutive_nonfinite: int | None = 10,
     ) -> None:
-        super().__init__(optimizer, scheduler, seed)
+        super().__init__(optimizer, scheduler, seed, max_consecutive_nonfinite)
         self.save_hyperparameters()
         self.vocabulary = list(vocabulary)
         if monitor not in ("per", "cer", "wer"):

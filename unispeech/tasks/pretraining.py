@@ -18,6 +18,13 @@ Both schedules can be tied to the run's length instead of to absolute update cou
   updates), which holds the contrastive task at chance and never lets CTC leave the blank
   plateau. Starting contrastive-only gives CTC diverse features to build on. ``null`` keeps
   the paper's constant α (the large recipes do).
+
+Diagnostics logged next to the loss parts: ``codebook_usage`` (perplexity / G·V),
+``unused_codevectors`` (codebook entries picked by no real frame of the batch; at
+validation over the whole validation set), the training-batch PER of the phonetic head
+(``train/per``, on logging steps only: decoding runs on the CPU), and a warning naming the
+step when the perplexity drops below ``codebook_collapse_fraction`` of G·V (once per
+episode). The base task adds ``train/grad_norm`` and the non-finite update guard.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from unispeech.tasks.checkpoints import load_backbone_weights
 from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, ids_to_tokens, labels_to_ids
 from unispeech.tasks.optim import find_submodule, scale_gradients
 from unispeech.tasks.schedules import geometric_decay_per_step, linear_ramp_factor
+from unispeech.tasks.diagnostics import CodebookCollapseWatch, check_fraction, logger
 
 
 def gumbel_temperature(step: int, max_temperature: float, min_temperature: float, decay: float) -> float:
@@ -54,12 +62,21 @@ class PretrainingTask(SpeechTask):
         ctc_alpha_ramp: Sequence[float] | None = None,
         language: str = "",
         seed: int = 0,
+        codebook_collapse_fraction: float | None = 0.1,
+        max_consecutive_nonfinite: int | None = 10,
     ) -> None:
-        super().__init__(optimizer, scheduler, seed)
+        super().__init__(optimizer, scheduler, seed, max_consecutive_nonfinite)
         self.save_hyperparameters()
         self.phone_vocabulary = list(phone_vocabulary)
         config = UniSpeechConfig.from_dict(dict(model), num_ctc_classes=len(self.phone_vocabulary))
         self.model = UniSpeechForPreTraining(config)
+        self.num_codevectors = config.num_codevector_groups * config.num_codevectors_per_group  # G·V
+        self._collapse = CodebookCollapseWatch(
+            check_fraction("codebook_collapse_fraction", codebook_collapse_fraction), self.num_codevectors
+        )
+        # this update's quantizer numbers (device tensors), read after backward by the collapse check
+        self._quantizer_stats: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._train_counts, self._train_counts_step = ErrorCounts(), -1
         if init_from:
             load_backbone_weights(self.model, init_from)  # heads of another size stay fresh
         gumbel = {"max_temperature": 2.0, "min_temperature": 0.5, "decay": 0.999995, "anneal_fraction": None,
@@ -80,6 +97,7 @@ class PretrainingTask(SpeechTask):
         self.feature_grad_mult = float(feature_grad_mult)
         self._grad_hooks = scale_gradients(find_submodule(self.model, "feature_extractor"), self.feature_grad_mult)
         self._val_counts = ErrorCounts()
+        self._val_picks: torch.Tensor | None = None  # (G·V,) codebook picks over the validation set
 
     # -- training -----------------------------------------------------------------------
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -103,21 +121,58 @@ class PretrainingTask(SpeechTask):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self._forward(batch, self._mask_generator, alpha=self.current_alpha())
         self._log_parts("train", out, batch)
+        unused = (out.codevector_counts == 0).sum()
+        self.log("train/unused_codevectors", unused.float(), on_step=True, batch_size=1)
+        self._quantizer_stats = (int(self.global_step), out.codevector_perplexity.detach(), unused)
+        if self._is_logging_step():
+            self._log_train_per(out.ctc_logits.detach(), batch)
         self.log("train/gumbel_temperature", self.current_temperature(), on_step=True, batch_size=1)
         self.log("train/ctc_alpha", self.current_alpha(), on_step=True, batch_size=1)
         self.log_lr()
         self.log_throughput(batch)
         return out.loss
 
+    def _is_logging_step(self) -> bool:
+        """Whether Lightning writes this update's step metrics (every ``log_every_n_steps``)."""
+        every = int(self.trainer.log_every_n_steps)
+        return every > 0 and (int(self.global_step) + 1) % every == 0
+
+    def _log_train_per(self, ctc_logits: torch.Tensor, batch: dict) -> None:
+        """PER of the phonetic head on the labeled rows of this update (all its micro-batches).
+
+        Measured on the masked training input (and with q_t replacing c_t at some frames), so
+        it runs above ``val/per``; its use is to see the CTC head leave the blank plateau.
+        """
+        if not bool(batch["labeled"].any()):
+            return
+        step = int(self.global_step)
+        if self._train_counts_step != step:
+            self._train_counts, self._train_counts_step = ErrorCounts(), step
+        self._count_phone_errors(self._train_counts, ctc_logits, batch)
+        self.log("train/per", self._train_counts.rates()["per"], on_step=True, batch_size=1)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
+        # after backward: reading the perplexity back costs no extra wait on an accelerator
+        stats, self._quantizer_stats = self._quantizer_stats, None
+        if stats is None or self._collapse.fraction is None or self.global_rank != 0:
+            return  # rank 0 speaks for the run, as its numbers are the logged ones
+        step, perplexity, unused = stats
+        message = self._collapse.update(step, float(perplexity), int(unused), self.current_temperature())
+        if message is not None:
+            logger.warning(message)
+
     # -- validation -----------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_counts = ErrorCounts()
+        self._val_picks = torch.zeros(self.num_codevectors, dtype=torch.long, device=self.device)
         # a fixed generator: validation losses are comparable between epochs
         self._val_generator = torch.Generator(device=self.device).manual_seed(self.seed)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._forward(batch, self._val_generator)
         self._log_parts("val", out, batch)
+        self._val_picks += out.codevector_counts
         if batch["labeled"].any():
             # PER of the phonetic head as it would be used: on the unmasked input (the masked
             # pass above scores the contrastive task, which needs masked frames)
@@ -141,6 +196,10 @@ class PretrainingTask(SpeechTask):
         counts = self.trainer.strategy.reduce(self._val_counts.as_tensor().to(self.device), reduce_op="sum")
         if counts[1] > 0:  # no labeled validation rows: no PER
             self.log("val/per", ErrorCounts.rates_from_tensor(counts.cpu())["per"], prog_bar=True, sync_dist=False)
+        if self._val_picks is not None:
+            # entries no frame of the whole validation set (all ranks) picked
+            picks = self.trainer.strategy.reduce(self._val_picks, reduce_op="sum")
+            self.log("val/unused_codevectors", (picks == 0).sum().float(), sync_dist=False)
 
     # -- helpers -------------------------------------------------------------------------
     def _forward(self, batch: dict, generator: torch.Generator | None, alpha: float | None = None):
@@ -161,6 +220,7 @@ class PretrainingTask(SpeechTask):
             "diversity_loss": out.diversity_loss,
             "ctc_loss": out.ctc_loss,
             "codevector_perplexity": out.codevector_perplexity,
+            "codebook_usage": out.codevector_perplexity / self.num_codevectors,
             "contrastive_accuracy": out.contrastive_accuracy,
             "num_masked_frames": out.num_masked_frames,
         }
