@@ -26,12 +26,12 @@ __all__ = [
     "SpeechDataset", "UniSpeechFeatureExtractor", "DurationBucketSampler", "LabeledUnlabeledMixing",
     "TemperatureSampling", "language_probabilities", "padding_fraction", "load_audio_folder",
     "load_hf_corpus", "load_manifest", "CTCTokenizer", "normalize_text",
-    "UniSpeechDataModule", "ensure_demo_corpus",
+    "UniSpeechDataModule", "ensure_demo_corpus", "ensure_replication_corpus",
 ]
 
 
 def __getattr__(name: str):
-    # Lazy: the DataModule pulls in lightning, the demo corpus pulls in espeak-ng.
+    # Lazy: the DataModule pulls in lightning, the synthetic corpora pull in espeak-ng.
     if name == "UniSpeechDataModule":
         from .datamodule import UniSpeechDataModule
 
@@ -40,4 +40,8 @@ def __getattr__(name: str):
         from .demo_corpus import ensure_demo_corpus
 
         return ensure_demo_corpus
+    if name == "ensure_replication_corpus":
+        from .synthetic_corpus import ensure_replication_corpus
+
+        return ensure_replication_corpus
     raise AttributeError(f"module 'unispeech.data' has no attribute {name!r}")

@@ -15,6 +15,7 @@ import numpy as np
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 POS_CHARACTER = 1
 ESPEAK_CHARS_UTF8 = 1
+PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode bit: IPA symbols
 # espeak_PARAMETER values
 RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
 
@@ -27,14 +28,14 @@ class EspeakSynth:
     _instance: "EspeakSynth | None" = None
     _lock = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, library_path: str | None = None) -> None:
         try:
             import espeakng_loader
         except ImportError as err:
             raise ImportError("the demo corpus needs espeak-ng: pip install 'unispeech[phonemes]'") from err
         data_path = espeakng_loader.get_data_path()
         os.environ.setdefault("ESPEAK_DATA_PATH", data_path)
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self.lib = ctypes.CDLL(library_path or espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -58,6 +59,30 @@ class EspeakSynth:
                 cls._instance = cls()
             return cls._instance
 
+    @classmethod
+    def private(cls) -> "EspeakSynth":
+        """A new instance on its own copy of the library, so with its own global state.
+
+        espeak-ng carries state from one utterance to the next (pitch-flutter phase, gain
+        control, noise generators), so a waveform depends on what the process said before.
+        The dynamic loader maps a copied file as a separate library whose state starts
+        fresh, whatever `get()`'s shared instance (or a parent process) has spoken. libc's
+        ``rand()``, which espeak-ng also draws from, is shared: reseed it where that matters.
+        """
+        import shutil
+        import tempfile
+
+        import espeakng_loader
+
+        library = espeakng_loader.get_library_path()
+        folder = tempfile.mkdtemp(prefix="espeak-")
+        copy = os.path.join(folder, os.path.basename(library))
+        try:
+            shutil.copyfile(library, copy)
+            return cls(copy)  # the mapping outlives the file
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _on_audio(self, wav, num_samples, events) -> int:
         if num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
@@ -80,3 +105,52 @@ class EspeakSynth:
         if not chunks:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+    def phonemes(self, text: str, voice: str) -> str:
+        """IPA phonemes espeak-ng would speak for ``text`` (clauses joined by spaces).
+
+        A check, not a phonemizer: it shows whether a made-up word is read through the
+        letter-to-sound rules or spelled out as letter names / read as a numeral.
+        """
+        fn = self.lib.espeak_TextToPhonemes
+        fn.restype = ctypes.c_char_p
+        fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        with self._lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+            pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+            clauses = []
+            while pointer.value:  # the library advances the pointer clause by clause, NULL at the end
+                result = fn(ctypes.byref(pointer), ESPEAK_CHARS_UTF8, PHONEMES_IPA)
+                if result:
+                    clauses.append(result.decode("utf-8", errors="replace").strip())
+        return " ".join(c for c in clauses if c)
+
+
+def _variants_dir() -> str:
+    try:
+        import espeakng_loader
+    except ImportError as err:
+        raise ImportError("espeak-ng voices need espeakng-loader: pip install 'unispeech[phonemes]'") from err
+    return os.path.join(espeakng_loader.get_data_path(), "voices", "!v")
+
+
+def voice_variants() -> list[str]:
+    """Names of the voice variants shipped with espeak-ng (`voices/!v`), sorted.
+
+    A variant is appended to a language voice as ``"<voice>+<variant>"``; it changes the
+    timbre (formants, pitch base, breathiness, echo) but not the pronunciation rules.
+    """
+    return sorted(name for name in os.listdir(_variants_dir()) if not name.startswith("."))
+
+
+def variant_gender(name: str) -> str:
+    """``"male"``, ``"female"`` or ``""``, from the variant file's ``gender`` line (many have none)."""
+    path = os.path.join(_variants_dir(), name)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "gender" and fields[1].lower() in ("male", "female"):
+                return fields[1].lower()
+    return ""
