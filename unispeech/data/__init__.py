@@ -10,6 +10,8 @@ from .commonvoice import build_finetune_subset, load_commonvoice, read_tsv
 from .corpus import SkipReport, validate
 from .dataset import SpeechDataset
 from .feature_extractor import UniSpeechFeatureExtractor
+from .loaders import ResumableLoader
+from .read_options import ReadOptions
 from .sampler import (
     DurationBucketSampler,
     LabeledUnlabeledMixing,
@@ -17,7 +19,15 @@ from .sampler import (
     language_probabilities,
     padding_fraction,
 )
-from .sources import load_audio_folder, load_hf_corpus, load_manifest
+from .sources import (
+    SplitRequest,
+    detect_source,
+    load_audio_folder,
+    load_hf_corpus,
+    load_manifest,
+    read_source,
+    register_reader,
+)
 from .tokenizer import CTCTokenizer, normalize_text
 
 __all__ = [
@@ -25,7 +35,8 @@ __all__ = [
     "Collator", "build_finetune_subset", "load_commonvoice", "read_tsv", "SkipReport", "validate",
     "SpeechDataset", "UniSpeechFeatureExtractor", "DurationBucketSampler", "LabeledUnlabeledMixing",
     "TemperatureSampling", "language_probabilities", "padding_fraction", "load_audio_folder",
-    "load_hf_corpus", "load_manifest", "CTCTokenizer", "normalize_text",
+    "load_hf_corpus", "load_manifest", "CTCTokenizer", "normalize_text", "ReadOptions", "ResumableLoader",
+    "SplitRequest", "detect_source", "read_source", "register_reader",
     "UniSpeechDataModule", "ensure_demo_corpus", "ensure_replication_corpus",
 ]
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
 
-from .corpus import SkipReport, cache_key, cached_table, file_fingerprint, make_table, validate
+from .corpus import SkipReport, file_fingerprint, make_table
+from .read_options import ReadOptions
 
 logger = logging.getLogger("unispeech.data")
 
@@ -118,16 +120,16 @@ def load_commonvoice(
     split: str,
     *,
     labeled: bool | None = None,
-    min_duration: float | None = None,
-    max_duration: float | None = None,
-    check: str = "header",
-    cache_dir: Path | None = None,
-    num_proc: int | None = None,
+    options: ReadOptions | None = None,
+    **fields: Any,
 ) -> tuple[datasets.Dataset, SkipReport]:
     """Read and validate one split of one locale (cached as Arrow under ``cache_dir``).
 
     ``labeled`` defaults to False for `other`/`invalidated` (used as unlabeled audio).
+    ``options`` and/or the `ReadOptions` fields as keywords (min_duration, max_duration,
+    check, cache_dir, num_proc).
     """
+    options = ReadOptions.of(options, **fields)
     locale_dir = find_locale_dir(root, locale)
     locale = locale or locale_dir.name
     if labeled is None:
@@ -136,16 +138,12 @@ def load_commonvoice(
     fingerprint = [file_fingerprint(tsv)] if tsv.exists() else []
     if (locale_dir / "clip_durations.tsv").exists():
         fingerprint.append(file_fingerprint(locale_dir / "clip_durations.tsv"))
-    key = cache_key("commonvoice", fingerprint, split, locale, labeled, min_duration, max_duration, check)
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         table = read_split(locale_dir, split, locale, labeled)
-        return validate(
-            table, f"commonvoice/{locale}/{split}", require_text=labeled, min_duration=min_duration,
-            max_duration=max_duration, check=check, num_proc=num_proc,
-        )
+        return options.validate(table, f"commonvoice/{locale}/{split}", require_text=labeled)
 
-    return cached_table(cache_dir, key, build)
+    return options.cached(("commonvoice", fingerprint, split, locale, labeled), build)
 
 
 def build_finetune_subset(

@@ -17,12 +17,14 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import datasets
 
 from .commonvoice import find_locale_dir, read_clip_durations
-from .corpus import SkipReport, cache_key, cached_table, file_fingerprint, make_table, validate
+from .corpus import SkipReport, file_fingerprint, make_table
 from .phonemes import WORD_BOUNDARY, locale_to_voice
+from .read_options import ReadOptions
 from .tokenizer import CTCTokenizer
 
 logger = logging.getLogger("unispeech.data")
@@ -182,17 +184,35 @@ def _find_rows(locale_dir: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
     return found
 
 
+def _clips_in_release(paper: PaperSplit, rows: dict[str, dict[str, str]], locale_dir: Path,
+                      report: SkipReport) -> list[int]:
+    """Indices of the listed clips that have a TSV row and an audio file; the others go to
+    ``report``. None at all means a wrong folder: a FileNotFoundError says so."""
+    keep = []
+    for i, clip in enumerate(paper.clips):
+        if clip not in rows:
+            report.add(NO_ROW, [clip])
+        elif not (locale_dir / "clips" / rows[clip]["path"]).is_file():
+            report.add(NO_AUDIO, [clip])
+        else:
+            keep.append(i)
+    if not keep:
+        counts = ", ".join(f"{reason.split(': ')[1]}: {len(ids)}" for reason, ids in report.skipped.items())
+        raise FileNotFoundError(
+            f"none of the {len(paper.clips)} clips listed in {paper.clips_file} is in the CommonVoice "
+            f"release at {locale_dir} ({counts}); is this the right locale folder, with its TSVs and clips/?"
+        )
+    return keep
+
+
 def load_paper_split(
     root: str | Path,
     locale: str | None,
     split: str,
     *,
     phone_labels: str = "phonemizer",
-    min_duration: float | None = None,
-    max_duration: float | None = None,
-    check: str = "header",
-    cache_dir: Path | None = None,
-    num_proc: int | None = None,
+    options: ReadOptions | None = None,
+    **fields: Any,
 ) -> tuple[datasets.Dataset, SkipReport]:
     """The corpus table of exactly the paper's clips of ``split``, in the paper's order.
 
@@ -201,8 +221,10 @@ def load_paper_split(
     `paper_phones` holds the paper's transcript (our target format). A listed clip with no
     TSV row or no audio file is dropped and reported ("missing from the release: ...").
     With ``phone_labels="paper"`` an empty sentence is kept (the targets do not need it).
-    No duration limits by default: the paper's lists are used as they are.
+    No duration limits by default: the paper's lists are used as they are. ``options``
+    and/or the `ReadOptions` fields as keywords (min_duration, ..., num_proc).
     """
+    options = ReadOptions.of(options, **fields)
     if phone_labels not in PHONE_LABELS:
         raise ValueError(f"phone_labels must be one of {PHONE_LABELS}, got {phone_labels!r}")
     locale_dir = find_locale_dir(root, locale)
@@ -212,26 +234,12 @@ def load_paper_split(
     sources = [locale_dir / f"{n}.tsv" for n in (*TSV_ORDER, "clip_durations")]
     shipped = [paper.clips_file, paper.clips_file.with_suffix(".phone")]
     fingerprint = [file_fingerprint(p) for p in [*sources, *shipped] if p.exists()]
-    key = cache_key("paper_split", fingerprint, locale, paper.split, phone_labels, min_duration, max_duration, check)
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         rows = _find_rows(locale_dir, set(paper.clips))
         clips_dir = locale_dir / "clips"
         report = SkipReport(corpus=name)
-        keep = []
-        for i, clip in enumerate(paper.clips):
-            if clip not in rows:
-                report.add(NO_ROW, [clip])
-            elif not (clips_dir / rows[clip]["path"]).is_file():
-                report.add(NO_AUDIO, [clip])
-            else:
-                keep.append(i)
-        if not keep:
-            counts = ", ".join(f"{reason.split(': ')[1]}: {len(ids)}" for reason, ids in report.skipped.items())
-            raise FileNotFoundError(
-                f"none of the {len(paper.clips)} clips listed in {paper.clips_file} is in the CommonVoice "
-                f"release at {locale_dir} ({counts}); is this the right locale folder, with its TSVs and clips/?"
-            )
+        keep = _clips_in_release(paper, rows, locale_dir, report)
         durations = read_clip_durations(locale_dir)
         found = [rows[paper.clips[i]] for i in keep]
         table = make_table({
@@ -243,14 +251,11 @@ def load_paper_split(
             "duration": [durations.get(row["path"], -1.0) for row in found],
             "paper_phones": [paper.phones[i] for i in keep],
         })
-        table, checked = validate(
-            table, name, require_text=phone_labels == "phonemizer", min_duration=min_duration,
-            max_duration=max_duration, check=check, num_proc=num_proc,
-        )
+        table, checked = options.validate(table, name, require_text=phone_labels == "phonemizer")
         report.merge(checked)
         return table, report
 
-    table, report = cached_table(cache_dir, key, build)
+    table, report = options.cached(("paper_split", fingerprint, locale, paper.split, phone_labels), build)
     # Warned here rather than in build(), so a run that reads the cache still says it.
     SkipReport(name, {k: v for k, v in report.skipped.items() if k.startswith(MISSING)}).warn()
     return table, report

@@ -1,5 +1,8 @@
-"""Other corpus sources: any `datasets` dataset, a folder of audio, a TSV manifest.
+"""Corpus sources: how `source` is detected and read, and the `datasets`, folder and TSV
+manifest loaders (CommonVoice: commonvoice.py; the paper's splits: paper_splits.py).
 
+Each source kind has one reader in `READERS` (`register_reader`): it takes a `SplitRequest`
+(which split, which columns) and the shared `ReadOptions`, and returns validated tables.
 Audio stays a path string in the table and is decoded by soundfile later. For `datasets`
 datasets whose audio column is an `Audio` feature we cast it to `Audio(decode=False)`
 (never letting torchcodec decode) and, when a row only carries bytes, write those bytes
@@ -9,14 +12,17 @@ once to a content-addressed file under the cache.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import datasets
 
 from .audio import AUDIO_EXTENSIONS
-from .commonvoice import read_tsv
-from .corpus import SkipReport, cache_key, cached_table, default_cache_dir, file_fingerprint, make_table, validate
+from .commonvoice import list_locales, load_commonvoice, read_tsv
+from .corpus import SkipReport, default_cache_dir, file_fingerprint, make_table
+from .paper_splits import load_paper_split
+from .read_options import ReadOptions
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -64,6 +70,19 @@ def _convert_batch(batch: dict[str, list], audio_column: str, base: str | None, 
     return {"path": [_audio_to_path(v, base_path, Path(blob_dir)) for v in batch[audio_column]]}
 
 
+def _audio_paths(ds: datasets.Dataset, audio_column: str, base: Path | None, blob_dir: Path,
+                 num_proc: int | None) -> list[str]:
+    """The audio column as readable file paths, never decoding through `datasets`."""
+    if isinstance(ds.features[audio_column], datasets.Audio):
+        ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
+    converted = ds.map(
+        _convert_batch, batched=True, batch_size=64, remove_columns=ds.column_names,
+        fn_kwargs={"audio_column": audio_column, "base": str(base) if base else None, "blob_dir": str(blob_dir)},
+        num_proc=num_proc if num_proc and num_proc > 1 else None, desc="resolving audio paths",
+    )
+    return list(converted["path"])
+
+
 def load_hf_corpus(
     name_or_path: str,
     split: str,
@@ -75,33 +94,24 @@ def load_hf_corpus(
     id_column: str | None = None,
     config: str | None = None,
     locale: str = "",
-    min_duration: float | None = None,
-    max_duration: float | None = None,
-    check: str = "header",
-    cache_dir: Path | None = None,
-    num_proc: int | None = None,
+    options: ReadOptions | None = None,
+    **fields: Any,
 ) -> tuple[datasets.Dataset, SkipReport]:
-    """A hub dataset id (from the local HF cache when offline) or a `save_to_disk` folder."""
+    """A hub dataset id (from the local HF cache when offline) or a `save_to_disk` folder.
+
+    ``options`` and/or the `ReadOptions` fields as keywords (min_duration, ..., num_proc).
+    """
+    options = ReadOptions.of(options, **fields)
     source_path = Path(name_or_path).expanduser()
     fingerprint = file_fingerprint(source_path) if source_path.exists() else name_or_path
-    key = cache_key("hf", fingerprint, config, split, audio_column, text_column, speaker_column,
-                    label_column, id_column, locale, min_duration, max_duration, check)
-    blob_dir = Path(cache_dir or default_cache_dir() / "prepared") / "blobs"
+    blob_dir = Path(options.cache_dir or default_cache_dir() / "prepared") / "blobs"
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         ds, base = _open_hf(name_or_path, split, config)
         if audio_column not in ds.column_names:
             raise KeyError(f"{name_or_path}: no audio column {audio_column!r} (columns: {ds.column_names})")
-        if isinstance(ds.features[audio_column], datasets.Audio):
-            ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
-        converted = ds.map(
-            _convert_batch, batched=True, batch_size=64, remove_columns=ds.column_names,
-            fn_kwargs={"audio_column": audio_column, "base": str(base) if base else None,
-                       "blob_dir": str(blob_dir)},
-            num_proc=num_proc if num_proc and num_proc > 1 else None, desc="resolving audio paths",
-        )
         n = len(ds)
-        rows: dict[str, list] = {"path": converted["path"]}
+        rows: dict[str, list] = {"path": _audio_paths(ds, audio_column, base, blob_dir, options.num_proc)}
         rows["id"] = [str(v) for v in ds[id_column]] if id_column else [f"{split}-{i:08d}" for i in range(n)]
         rows["text"] = [_as_text(v) for v in ds[text_column]] if text_column else [""] * n
         rows["speaker"] = [str(v) for v in ds[speaker_column]] if speaker_column else [""] * n
@@ -113,12 +123,10 @@ def load_hf_corpus(
                 rows["label"] = [feature.int2str(int(v)) for v in values]
             else:
                 rows["label"] = [str(v) for v in values]
-        return validate(
-            make_table(rows), f"{name_or_path}/{split}", require_text=bool(text_column),
-            min_duration=min_duration, max_duration=max_duration, check=check, num_proc=num_proc,
-        )
+        return options.validate(make_table(rows), f"{name_or_path}/{split}", require_text=bool(text_column))
 
-    return cached_table(cache_dir, key, build)
+    return options.cached(("hf", fingerprint, config, split, audio_column, text_column, speaker_column,
+                           label_column, id_column, locale), build)
 
 
 def _as_text(value: Any) -> str:
@@ -131,19 +139,17 @@ def load_audio_folder(
     *,
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
     locale: str = "",
-    min_duration: float | None = None,
-    max_duration: float | None = None,
-    check: str = "header",
-    cache_dir: Path | None = None,
-    num_proc: int | None = None,
+    options: ReadOptions | None = None,
+    **fields: Any,
 ) -> tuple[datasets.Dataset, SkipReport]:
-    """Every audio file below ``folder`` (recursively) as unlabeled speech."""
+    """Every audio file below ``folder`` (recursively) as unlabeled speech. ``options``
+    and/or the `ReadOptions` fields as keywords (min_duration, ..., num_proc)."""
+    options = ReadOptions.of(options, **fields)
     folder = Path(folder).expanduser().resolve()
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     if not files:
         raise ValueError(f"no audio files ({', '.join(extensions)}) found under {folder}")
     listing = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    key = cache_key("folder", str(folder), listing, locale, min_duration, max_duration, check)
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         rows = {
@@ -151,10 +157,9 @@ def load_audio_folder(
             "path": [str(p) for p in files],
             "locale": [locale] * len(files),
         }
-        return validate(make_table(rows), str(folder), require_text=False, min_duration=min_duration,
-                        max_duration=max_duration, check=check, num_proc=num_proc)
+        return options.validate(make_table(rows), str(folder), require_text=False)
 
-    return cached_table(cache_dir, key, build)
+    return options.cached(("folder", str(folder), listing, locale), build)
 
 
 def load_manifest(
@@ -163,17 +168,14 @@ def load_manifest(
     text_column: str | None = "text",
     label_column: str | None = None,
     locale: str = "",
-    min_duration: float | None = None,
-    max_duration: float | None = None,
-    check: str = "header",
-    cache_dir: Path | None = None,
-    num_proc: int | None = None,
+    options: ReadOptions | None = None,
+    **fields: Any,
 ) -> tuple[datasets.Dataset, SkipReport]:
     """A TSV with a header: `path` (relative to the manifest's folder or absolute), optional
-    `text`, `speaker`, `id`, `duration` (seconds) and a label column."""
+    `text`, `speaker`, `id`, `duration` (seconds) and a label column. ``options`` and/or the
+    `ReadOptions` fields as keywords (min_duration, ..., num_proc)."""
+    options = ReadOptions.of(options, **fields)
     manifest = Path(manifest).expanduser().resolve()
-    key = cache_key("manifest", file_fingerprint(manifest), text_column, label_column, locale,
-                    min_duration, max_duration, check)
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         raw = read_tsv(manifest)
@@ -193,7 +195,132 @@ def load_manifest(
         }
         if label_column:
             rows["label"] = raw[label_column]
-        return validate(make_table(rows), str(manifest), require_text=labeled, min_duration=min_duration,
-                        max_duration=max_duration, check=check, num_proc=num_proc)
+        return options.validate(make_table(rows), str(manifest), require_text=labeled)
 
-    return cached_table(cache_dir, key, build)
+    return options.cached(("manifest", file_fingerprint(manifest), text_column, label_column, locale), build)
+
+
+# -- source kinds: detection and one reader per kind -----------------------------------
+@dataclass(frozen=True)
+class SplitRequest:
+    """One split of one corpus to read, with what the DataModule knows about its columns.
+
+    ``labeled``: read the transcripts (False: unlabeled audio). ``label_column``: the class
+    column (classification only). ``phone_labels``: the targets a paper split is read for
+    ("paper" keeps clips without a sentence, see `paper_splits.load_paper_split`).
+    """
+
+    corpus: str
+    split: str
+    labeled: bool = True
+    locales: tuple[str, ...] = ()
+    audio_column: str = "audio"
+    text_column: str = "sentence"
+    speaker_column: str | None = None
+    label_column: str | None = None
+    hf_config: str | None = None
+    phone_labels: str = "phonemizer"
+
+    @property
+    def locale(self) -> str:
+        """The locale written into tables of sources that do not carry one."""
+        return self.locales[0] if self.locales else ""
+
+
+Result = tuple[datasets.Dataset, SkipReport]
+Reader = Callable[[SplitRequest, ReadOptions], list[Result]]
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(kind: str) -> Callable[[Reader], Reader]:
+    """Decorator: ``kind`` becomes a `source` of `read_source` (and of the DataModule)."""
+
+    def register(reader: Reader) -> Reader:
+        READERS[kind] = reader
+        return reader
+
+    return register
+
+
+def detect_source(corpus: str) -> str:
+    """Guess the source kind of ``corpus`` (see docs/data.md)."""
+    if corpus == "demo":
+        return "commonvoice"
+    path = Path(corpus).expanduser()
+    if path.is_file() and path.suffix == ".tsv":
+        return "manifest"
+    if not path.is_dir() or _is_saved_dataset(path):
+        return "hf"
+    if (path / "clips").is_dir() or any((p / "clips").is_dir() for p in path.iterdir() if p.is_dir()):
+        return "commonvoice"
+    return "manifest" if any(path.glob("*.tsv")) else "folder"
+
+
+def concatenate(tables: list[datasets.Dataset]) -> datasets.Dataset:
+    """One table from several with the same columns (one alone is returned as it is)."""
+    return tables[0] if len(tables) == 1 else datasets.concatenate_datasets(tables)
+
+
+def read_source(source: str, request: SplitRequest, options: ReadOptions) -> Result:
+    """One split through the reader of ``source``: a table (several locales concatenated)
+    and the merged report of what validation dropped."""
+    if request.split.endswith(".tsv") and Path(request.split).expanduser().is_file():
+        source = "manifest"  # a split given as a TSV file is a manifest, whatever the corpus
+    if source not in READERS:
+        raise ValueError(f"unknown source {source!r} ({', '.join(READERS)})")
+    results = READERS[source](request, options)
+    report = SkipReport(corpus=request.corpus)
+    for _, part in results:
+        report.merge(part)
+    return concatenate([table for table, _ in results]), report
+
+
+def corpus_root(corpus: str) -> Path:
+    """The folder of ``corpus``; "demo" is the embedded corpus, generated on first use."""
+    if corpus == "demo":
+        from .demo_corpus import ensure_demo_corpus
+
+        return ensure_demo_corpus()
+    return Path(corpus).expanduser()
+
+
+@register_reader("commonvoice")
+def _read_commonvoice(request: SplitRequest, options: ReadOptions) -> list[Result]:
+    """Every selected locale (default: all of a release root; a locale folder is its own)."""
+    root = corpus_root(request.corpus)
+    locales = [root.name] if (root / "clips").is_dir() else list(request.locales) or list_locales(root)
+    return [load_commonvoice(root, locale, request.split, labeled=request.labeled, options=options)
+            for locale in locales]
+
+
+@register_reader("paper")
+def _read_paper_split(request: SplitRequest, options: ReadOptions) -> list[Result]:
+    """Exactly the paper's clips: no duration filter, so val/test are the paper's."""
+    return [load_paper_split(corpus_root(request.corpus), request.locale or None, request.split,
+                             phone_labels=request.phone_labels,
+                             options=replace(options, min_duration=None, max_duration=None))]
+
+
+@register_reader("hf")
+def _read_hf(request: SplitRequest, options: ReadOptions) -> list[Result]:
+    """A hub id or a `save_to_disk` folder; unlabeled splits do not read the text column."""
+    return [load_hf_corpus(
+        request.corpus, request.split, audio_column=request.audio_column,
+        text_column=request.text_column if request.labeled else None, speaker_column=request.speaker_column,
+        label_column=request.label_column, config=request.hf_config, locale=request.locale, options=options)]
+
+
+@register_reader("manifest")
+def _read_manifest(request: SplitRequest, options: ReadOptions) -> list[Result]:
+    """``split``: a TSV path, `<corpus>/<split>.tsv`, or the corpus file itself for "train"."""
+    split, corpus = request.split, Path(request.corpus)
+    path = Path(split) if split.endswith(".tsv") else (
+        corpus if corpus.is_file() and split == "train" else corpus / f"{split}.tsv")
+    return [load_manifest(path, text_column="text" if request.labeled else None,
+                          label_column=request.label_column, locale=request.locale, options=options)]
+
+
+@register_reader("folder")
+def _read_folder(request: SplitRequest, options: ReadOptions) -> list[Result]:
+    """Every audio file of the folder, whatever the split."""
+    return [load_audio_folder(request.corpus, locale=request.locale, options=options)]
