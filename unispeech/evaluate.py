@@ -1,7 +1,7 @@
 """Error rates of a CTC checkpoint on a corpus split (greedy decoding).
 
     python -m unispeech.evaluate checkpoint=RUN/checkpoints/best.ckpt data=demo_ctc split=test
-    python -m unispeech.evaluate +recipe=commonvoice_es +stage=finetune checkpoint=... split=test
+    python -m unispeech.evaluate recipe=commonvoice/finetune language=es checkpoint=... split=test
 
 The corpus comes from the same Hydra data configs as training (``conf/evaluate.yaml``
 includes ``conf/train.yaml``); the model and its vocabulary from the checkpoint or exported
@@ -12,6 +12,7 @@ so a model is scored on the symbols it was trained on. Prints PER, CER, WER as J
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import unispeech.train  # noqa: F401  (registers the ${demo_corpus:} resolver)
-from unispeech.tasks.checkpoints import load_trained_model
-from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, ids_to_tokens, labels_to_ids
-from unispeech.training.validation import ConfigError, check_required_paths
+from unispeech.tasks.inference import load_trained_model
+from unispeech.tasks.metrics import ErrorRates, greedy_decode, reference_tokens
+from unispeech.training import hydra_config
+from unispeech.training.config_checks import ConfigError, check_required_paths
 
 SPLITS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader"}
 
@@ -42,29 +43,27 @@ def evaluate(checkpoint: str, datamodule: Any, split: str = "test", batch_limit:
     if not datamodule.has_split(split):
         raise ConfigError(f"split={split!r}: the data config has no {split} splits")
     reference_vocabulary = [datamodule.tokenizer.id_to_token[i] for i in range(len(datamodule.tokenizer))]
-    counts = ErrorCounts()
+    scores = ErrorRates(examples=examples)
     for index, batch in enumerate(getattr(datamodule, SPLITS[split])()):
         if batch_limit is not None and index >= batch_limit:
             break
         mask = batch["attention_mask"].to(device)
         logits = model(batch["input_values"].to(device), attention_mask=mask).logits
         lengths = model.get_feat_extract_output_lengths(mask.sum(-1))
-        for hyp, ref in zip(ctc_greedy_decode(logits, lengths), labels_to_ids(batch["labels"])):
-            counts.update(
-                ids_to_tokens(hyp, info["vocabulary"]),
-                ids_to_tokens(ref, reference_vocabulary),
-                keep_example=len(counts.examples) < examples,
-            )
+        hyps = greedy_decode(logits, lengths, info["vocabulary"])
+        scores.update(hyps, reference_tokens(batch["labels"], reference_vocabulary))
     return {
         "checkpoint": str(checkpoint),
         "split": split,
-        "utterances": counts.utterances,
-        **counts.rates(),
-        "examples": [{"hypothesis": h, "reference": r} for h, r in counts.examples],
+        **scores.compute(),
+        "examples": [{"hypothesis": h, "reference": r} for h, r in scores.examples],
     }
 
 
-@hydra.main(version_base="1.3", config_path=unispeech.train.config_dir(), config_name="evaluate")
+hydra_config.register()
+
+
+@hydra.main(version_base="1.3", config_path=hydra_config.config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     check_required_paths(cfg)
     datamodule = instantiate(cfg.data)
@@ -76,4 +75,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = hydra_config.normalise_argv(sys.argv)
     main()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
 from unispeech.data.tokenizer import CTCTokenizer
-from unispeech.tasks.checkpoints import load_trained_model
+from unispeech.tasks.inference import load_trained_model
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLike) -> Path:

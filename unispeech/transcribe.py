@@ -31,8 +31,8 @@ import torch
 
 from unispeech.data.audio import AUDIO_EXTENSIONS, SAMPLING_RATE, audio_info, load_audio
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
-from unispeech.tasks.checkpoints import load_trained_model
-from unispeech.tasks.metrics import ctc_greedy_decode, ids_to_tokens, tokens_to_text
+from unispeech.tasks.inference import load_trained_model
+from unispeech.tasks.metrics import greedy_decode, tokens_to_text
 
 logger = logging.getLogger("unispeech.transcribe")
 
@@ -92,7 +92,7 @@ class Transcriber:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             logits = self.model(input_values, attention_mask=attention_mask).logits
         lengths = self.model.get_feat_extract_output_lengths(samples)
-        return [ids_to_tokens(ids, self.vocabulary) for ids in ctc_greedy_decode(logits, lengths, blank_id=0)]
+        return greedy_decode(logits, lengths, self.vocabulary)
 
     def transcribe(self, files: Sequence[Path], batch_size: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
         """One record per file, in the order given. A file that cannot be read gets a record

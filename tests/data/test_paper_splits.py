@@ -199,14 +199,16 @@ def test_recipes_use_the_paper_splits_where_the_paper_has_them(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from unispeech.train import config_dir
+    from unispeech.training.hydra_config import config_dir, register
+
+    register()
 
     release = tmp_path / "cv-corpus-23.0-2025-09-05"
     for language, locale, expected in (("sv", "sv-SE", "sv-SE"), ("tr", "tr", None)):
         (release / locale / "clips").mkdir(parents=True)
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(Path(config_dir()).resolve()), version_base="1.3"):
-            cfg = compose("train", [f"+recipe=commonvoice_{language}", "+stage=finetune",
+            cfg = compose("train", ["recipe=commonvoice/finetune", f"language={locale}",
                                     f"paths.data_root={tmp_path}", f"paths.cache_dir={tmp_path}/cache"])
         GlobalHydra.instance().clear()
         assert cfg.data.paper_splits == "auto" and cfg.data.phone_labels == "phonemizer"

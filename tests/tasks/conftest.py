@@ -13,7 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import unispeech.train  # noqa: F401  (registers the ${demo_corpus:} resolver)
+import unispeech.train  # noqa: F401  (registers the recipes, the model schema and the resolvers)
+from unispeech.training.hydra_config import normalise_argv
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -27,18 +28,10 @@ FAST = [
 
 
 def compose_config(overrides: list[str], config_name: str = "train"):
+    """The config `python -m unispeech.train *overrides` would run."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
-
-
-@pytest.fixture
-def hydra_context():
-    """Keep Hydra initialised during a test (run_pipeline composes follow-up stages)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
+        return compose(config_name=config_name, overrides=normalise_argv(overrides))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:

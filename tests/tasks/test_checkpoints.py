@@ -5,9 +5,8 @@ import torch
 
 from tests.tasks.conftest import compose_config
 from unispeech.modeling import UniSpeechConfig, UniSpeechForCTC, UniSpeechForPreTraining
-from unispeech.tasks.checkpoints import load_backbone_weights, read_pretrained
-from unispeech.train import resolve_ckpt_path
-from unispeech.training.validation import ConfigError
+from unispeech.tasks.loading import load_backbone_weights, read_pretrained
+from unispeech.training.config_checks import ConfigError, resolve_ckpt_path
 
 
 def test_hub_id_offline_fails_with_instructions(monkeypatch):
@@ -17,11 +16,12 @@ def test_hub_id_offline_fails_with_instructions(monkeypatch):
 
 
 def test_ckpt_path_last_needs_the_run_directory(tmp_path):
-    cfg = compose_config(["ckpt_path=last"])
+    cfg = compose_config(["ckpt_path=last", f"paths.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="ckpt_path=last"):
-        resolve_ckpt_path(cfg, tmp_path)
-    (tmp_path / "last.ckpt").write_bytes(b"")
-    assert resolve_ckpt_path(cfg, tmp_path) == str(tmp_path / "last.ckpt")
+        resolve_ckpt_path(cfg)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert resolve_ckpt_path(cfg) == str(tmp_path / "checkpoints" / "last.ckpt")
 
 
 def test_encoder_of_another_size_is_refused(tmp_path):
@@ -36,16 +36,6 @@ def test_encoder_of_another_size_is_refused(tmp_path):
     wider = UniSpeechForCTC(UniSpeechConfig.from_dict(dict(tiny) | {"hidden_size": 32, "num_attention_heads": 2}))
     with pytest.raises(ValueError, match="does not fit this encoder"):
         load_backbone_weights(wider, tmp_path / "pre")
-
-
-def test_next_stage_drops_the_first_stage_overrides_it_replaces():
-    from unispeech.train import _overridden_by, _override_key
-
-    replaced = {"task", "data", "trainer.max_steps"}
-    assert _overridden_by(_override_key("task.module.gumbel.min_temperature=0.1"), replaced)
-    assert _overridden_by(_override_key("+data.max_batch_seconds=4"), replaced)
-    assert not _overridden_by(_override_key("trainer.max_epochs=3"), replaced)
-    assert not _overridden_by(_override_key("tasks_extra=1"), replaced)
 
 
 def test_pretraining_can_continue_from_an_exported_model(tmp_path):

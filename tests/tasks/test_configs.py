@@ -1,60 +1,95 @@
 """Every recipe and config group composes; bad configs fail early with the key named."""
 
+import json
 from pathlib import Path
 
 import pytest
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from tests.tasks.conftest import CONF_DIR, compose_config
-from unispeech.train import check_config, run
-from unispeech.training.validation import ConfigError, MissingDataError, check_required_paths
+from unispeech.train import run
+from unispeech.training.config_checks import ConfigError, MissingDataError, check_config, check_required_paths
+from unispeech.training.hydra_config import normalise_argv, recipes_dir
 
-RECIPES = sorted(p.stem for p in (Path(CONF_DIR) / "recipe").glob("*.yaml") if p.stem != "commonvoice_lang")
-LANGUAGES = ["es", "fr", "it", "ky", "nl", "ru", "sv", "tr", "tt", "zh"]
-
-
-def test_every_language_has_a_recipe_and_readme():
-    for name in ["demo", "commonvoice_en1350", "commonvoice_multilingual", "keyword_spotting"] + [
-        f"commonvoice_{l}" for l in LANGUAGES
-    ]:
-        assert name in RECIPES
-        readme = Path(CONF_DIR).parent / "recipes" / name / "README.md"
-        assert readme.is_file() and "python -m unispeech" in readme.read_text()
+FAMILIES = sorted(p.parent.name for p in recipes_dir().glob("*/recipe.yaml"))
+STAGES = sorted(f"{p.parent.name}/{p.stem}" for p in recipes_dir().glob("*/*.yaml") if p.name != "recipe.yaml")
+LANGUAGES = {"es": "es", "fr": "fr", "it": "it", "ky": "ky", "nl": "nl", "ru": "ru", "sv": "sv-SE", "tr": "tr",
+             "tt": "tt", "zh": "zh-CN"}
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_recipe_composes_and_resolves(recipe, tmp_path):
-    cfg = compose_config([f"+recipe={recipe}", f"paths.data_root={tmp_path}", f"paths.output_dir={tmp_path}/run"])
-    # resolve everything except the demo corpus (synthesised on demand) and hydra-only keys
-    container = OmegaConf.to_container(cfg, resolve=recipe not in ("demo",))
-    assert container["task"]["name"] in ("pretrain", "ctc", "classification")
-    check_config(cfg)
-    if recipe != "demo":
+def test_every_recipe_family_has_its_configs_and_readme_together():
+    assert FAMILIES == ["commonvoice", "commonvoice_en1350", "commonvoice_multilingual", "demo", "keyword_spotting"]
+    for family in FAMILIES:
+        readme = recipes_dir() / family / "README.md"
+        assert readme.is_file() and "python -m unispeech" in readme.read_text(), family
+    table = (recipes_dir() / "commonvoice" / "README.md").read_text()
+    for short, locale in LANGUAGES.items():  # one README, a table of languages
+        assert f"`{locale}`" in table and f"commonvoice_{short}" in table, short
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_writes_where_its_recipe_looks_for_it(stage):
+    # the driver reads stage FAMILY/NAME's summary from outputs/runs/RUN_NAME/NAME
+    cfg = compose_config([f"recipe={stage}", *(["language=fr"] if stage.startswith("commonvoice/") else [])])
+    assert cfg.stage == stage.split("/")[1] and not cfg.stages
+
+
+@pytest.mark.parametrize("recipe", FAMILIES + STAGES + [f"commonvoice_{short}" for short in LANGUAGES])
+def test_recipe_composes_and_checks_its_data_first(recipe, tmp_path):
+    cfg = compose_config([f"recipe={recipe}", f"paths.data_root={tmp_path}", f"paths.root={tmp_path}/out",
+                          f"paths.output_dir={tmp_path}/run", *(["language=fr"] if recipe.split("/")[0] == "commonvoice" else [])])
+    if recipe.endswith("finetune"):  # stage 2 without stage 1: refused at once, naming what to run first
+        with pytest.raises(ConfigError, match="run the earlier stage first"):
+            check_config(cfg)
+        finished = Path(tmp_path) / "out" / "runs" / str(cfg.run_name) / "pretrain"
+        finished.mkdir(parents=True)
+        (finished / "best.ckpt").write_bytes(b"")
+        (finished / "summary.json").write_text(json.dumps({"checkpoint": str(finished / "best.ckpt")}))
+        assert cfg.task.module.pretrained == str(finished / "best.ckpt")
+    if not cfg.stages:
+        OmegaConf.to_container(cfg, resolve=not recipe.startswith("demo"))
+    if recipe.startswith("demo"):
+        check_config(cfg)
+    else:
         with pytest.raises(MissingDataError, match="datacollective|save_to_disk"):
             check_required_paths(cfg)
 
 
-@pytest.mark.parametrize("language", ["es", "sv", "zh"])
-def test_language_recipes_share_the_base_and_finetune_stage(language, tmp_path):
-    cfg = compose_config([f"+recipe=commonvoice_{language}", f"paths.data_root={tmp_path}"])
-    locale = {"sv": "sv-SE", "zh": "zh-CN"}.get(language, language)
-    assert cfg.language == locale
-    assert cfg.data.unlabeled_corpus.endswith(f"/{locale}") and cfg.data.corpus.endswith("/en")
-    assert cfg.model.hidden_size == 1024 and cfg.task.name == "pretrain"
-    stage = compose_config([f"+recipe=commonvoice_{language}", "+stage=finetune", f"paths.data_root={tmp_path}"])
-    assert stage.task.name == "ctc" and stage.data.train_hours == 1.0 and stage.data.corpus.endswith(f"/{locale}")
-    assert stage.task.module.freeze_transformer_steps == 2000 and stage.model.mask_time_prob == 0.75
-    assert stage.task.module.scheduler.name == "tri_stage"
+@pytest.mark.parametrize("short", ["es", "sv", "zh"])
+def test_one_cross_lingual_recipe_serves_every_language(short, tmp_path):
+    locale = LANGUAGES[short]
+    family = compose_config([f"recipe=commonvoice_{short}", f"paths.data_root={tmp_path}"])
+    assert family.language == locale and list(family.stages) == ["commonvoice/pretrain", "commonvoice/finetune"]
+    assert list(family.parameters) == ["language"] and family.run_name == f"commonvoice_{locale}"
+    pretrain = compose_config(["recipe=commonvoice/pretrain", f"language={locale}", f"paths.data_root={tmp_path}"])
+    assert pretrain.data.unlabeled_corpus.endswith(f"/{locale}") and pretrain.data.corpus.endswith("/en")
+    assert pretrain.model.hidden_size == 1024 and pretrain.task.module._target_.endswith("PretrainingTask")
+    finetune = compose_config(["recipe=commonvoice/finetune", f"language={locale}", f"paths.data_root={tmp_path}"])
+    assert finetune.task.module._target_.endswith("CTCFinetuningTask") and finetune.data.corpus.endswith(f"/{locale}")
+    assert finetune.task.module.freeze_transformer_steps == 2000 and finetune.model.mask_time_prob == 0.75
+    assert finetune.task.module.scheduler._target_ == "unispeech.tasks.schedules.tri_stage"
+
+
+def test_plus_recipe_from_older_docs_still_works():
+    assert normalise_argv(["train", "+recipe=commonvoice_fr", "x=1"]) == ["train", "recipe=commonvoice_fr", "x=1"]
+
+
+def test_a_language_recipe_without_its_language_is_refused_by_name(tmp_path):
+    cfg = compose_config(["recipe=commonvoice/pretrain", f"paths.data_root={tmp_path}"])
+    with pytest.raises(ConfigError, match="language must be set.*recipes/commonvoice/README.md"):
+        check_config(cfg)
 
 
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("+model.hiden_size=3", "model.hiden_size"),
         ("+task.module.learning_rate=1", "task.module.learning_rate"),
         ("+data.corpora=x", "data.corpora"),
         ("+trainer.max_step=3", "trainer.max_step"),
         ("task.monitor_mode=best", "task.monitor_mode"),
+        ("+task.module.vocabulary=[a]", "task.module.vocabulary"),
+        ("data.mode=ctc", "data.mode"),
     ],
 )
 def test_bad_keys_are_named(override, key):
@@ -63,12 +98,21 @@ def test_bad_keys_are_named(override, key):
         check_config(cfg)
 
 
+@pytest.mark.parametrize("override, words", [("model.hiden_size=3", "hiden_size"),
+                                             ("model.hidden_size=abc", "hidden_size")])
+def test_the_model_group_is_typed_by_the_config_dataclass(override, words):
+    with pytest.raises(ConfigCompositionException, match=words):
+        compose_config([override])
+    with pytest.raises(ConfigError, match=r"model\.hiden_size is not a UniSpeechConfig field.*hidden_size"):
+        check_config(compose_config(["+model.hiden_size=3"]))
+
+
 def test_missing_recipe_data_fails_before_any_work(tmp_path):
-    cfg = compose_config(["+recipe=commonvoice_es", f"paths.data_root={tmp_path}"])
+    cfg = compose_config(["recipe=commonvoice/pretrain", "language=es", f"paths.data_root={tmp_path}"])
     with pytest.raises(MissingDataError) as error:
         run(cfg, tmp_path / "run")
     message = str(error.value)
-    assert "cv-corpus" in message and "recipes/commonvoice_es/README.md" in message
+    assert "cv-corpus" in message and "recipes/commonvoice/README.md" in message
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

@@ -87,7 +87,7 @@ class Snapshots(L.Callback):
 # -- what a run logs -------------------------------------------------------------------------
 def test_a_pretraining_run_logs_the_diagnostics(tmp_path):
     cfg = compose_config(FAST + ["trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-                                 "next_stage=[]", "export_after_fit=false"])
+                                 "export_after_fit=false"])
     rows = read_metrics(run(cfg, tmp_path)["metrics_csv"])
     usage, perplexity = column(rows, "train/codebook_usage"), column(rows, "train/codevector_perplexity")
     assert len(usage) == 4 and all(0.0 < u <= 1.0 for u in usage)

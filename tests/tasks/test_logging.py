@@ -6,7 +6,7 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from tests.tasks.conftest import compose_config
-from unispeech.train import build_loggers
+from unispeech.training.builders import build_loggers
 from unispeech.training import loggers as logging_setup
 
 

@@ -6,6 +6,7 @@ the export is loaded by `transformers` and must give our logits.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 from tests.tasks.conftest import FAST, column, compose_config, read_metrics
-from unispeech.train import run, run_pipeline
+from unispeech.train import run
+from unispeech.training.hydra_config import run_dir
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +27,7 @@ LOSS_PARTS = ["train/loss", "train/contrastive_loss", "train/diversity_loss", "t
 
 def test_default_job_logs_finite_loss_parts(tmp_path):
     cfg = compose_config(FAST + ["trainer.max_steps=6", "trainer.val_check_interval=3",
-                                 "trainer.log_every_n_steps=1", "next_stage=[]"])
+                                 "trainer.log_every_n_steps=1"])
     summary = run(cfg, tmp_path)
     rows = read_metrics(summary["metrics_csv"])
     for name in LOSS_PARTS:
@@ -50,7 +52,7 @@ def test_default_job_logs_finite_loss_parts(tmp_path):
 
 
 # six steps with a loss logged at each; the schedule fixed so that a resumed run lines up
-SIX_STEPS = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100", "next_stage=[]",
+SIX_STEPS = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100",
                     "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6"]
 
 
@@ -111,8 +113,8 @@ def test_overfits_a_tiny_batch(tmp_path):
     batch = next(iter(datamodule.train_dataloader()))
     vocabulary = [datamodule.tokenizer.id_to_token[i] for i in range(len(datamodule.tokenizer))]
     model = dict(cfg.model) | {"hidden_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0}
-    task = PretrainingTask(model, vocabulary, optimizer={"lr": 3e-3, "weight_decay": 0.0},
-                           scheduler={"name": "constant"}, feature_grad_mult=1.0)
+    task = PretrainingTask(model, vocabulary, optimizer=functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
+                           feature_grad_mult=1.0)
     trainer = L.Trainer(max_steps=40, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
                         log_every_n_steps=1, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu")
@@ -125,27 +127,19 @@ def test_overfits_a_tiny_batch(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_stage_run(tmp_path_factory):
-    """Pretrain a few steps, then fine-tune from its checkpoint (the demo's two stages)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from tests.tasks.conftest import CONF_DIR
-
+    """The demo's two stages, one command each: stage 2 finds stage 1's best checkpoint by run name."""
     out = tmp_path_factory.mktemp("two_stage")
-    overrides = FAST + ["trainer.max_steps=4", "trainer.val_check_interval=2",
-                        "next_stage=['task=ctc','data=demo_ctc','trainer.max_steps=6','trainer.val_check_interval=3']"]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        from hydra import compose
-
-        summaries = run_pipeline(compose(config_name="train", overrides=overrides), out, overrides)
-    GlobalHydra.instance().clear()
-    return summaries
+    shared = FAST + [f"paths.root={out}", "run_name=two"]
+    pretrain = run(compose_config(["recipe=demo/pretrain", *shared, "trainer.max_steps=4", "trainer.val_check_interval=2"]),
+                   run_dir(str(out), "two", "pretrain"))
+    finetune_cfg = compose_config(["recipe=demo/finetune", *shared, "trainer.max_steps=6", "trainer.val_check_interval=3"])
+    assert finetune_cfg.task.module.pretrained == pretrain["checkpoint"]
+    return [pretrain, run(finetune_cfg, run_dir(str(out), "two", "finetune"))]
 
 
 def test_finetune_from_pretrained_checkpoint_then_transcribe(two_stage_run, tmp_path):
     from unispeech.data import ensure_demo_corpus
-    from unispeech.tasks.checkpoints import load_trained_model
+    from unispeech.tasks.inference import load_trained_model
     from unispeech.transcribe import Transcriber, main as transcribe_main
 
     pretrain, finetune = two_stage_run
@@ -202,7 +196,7 @@ def test_evaluate_scores_the_checkpoint(two_stage_run):
 
 def test_export_loads_in_transformers_with_the_same_logits(two_stage_run):
     transformers = pytest.importorskip("transformers")
-    from unispeech.tasks.checkpoints import load_trained_model
+    from unispeech.tasks.inference import load_trained_model
 
     export = two_stage_run[1]["export"]
     ours, _ = load_trained_model(export)
@@ -225,7 +219,7 @@ def test_export_loads_in_transformers_with_the_same_logits(two_stage_run):
 def test_classification_language_id_on_the_demo_corpus(tmp_path):
     transformers = pytest.importorskip("transformers")
     cfg = compose_config(FAST + ["task=classification", "data=demo_langid", "trainer.max_steps=6",
-                                 "trainer.val_check_interval=3", "trainer.log_every_n_steps=1", "next_stage=[]",
+                                 "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
                                  "task.module.optimizer.lr=1e-3"])
     summary = run(cfg, tmp_path)
     metrics = summary["metrics"]
@@ -238,7 +232,7 @@ def test_classification_language_id_on_the_demo_corpus(tmp_path):
 def test_bf16_mixed_with_gradient_accumulation(tmp_path):
     cfg = compose_config(FAST + ["trainer.precision=bf16-mixed", "trainer.accumulate_grad_batches=2",
                                  "trainer.max_steps=2", "trainer.val_check_interval=4", "trainer.log_every_n_steps=1",
-                                 "next_stage=[]", "export_after_fit=false"])
+                                 "export_after_fit=false"])
     summary = run(cfg, tmp_path)
     rows = read_metrics(summary["metrics_csv"])
     losses = column(rows, "train/loss")
@@ -249,25 +243,27 @@ def test_bf16_mixed_with_gradient_accumulation(tmp_path):
 
 
 def test_language_recipe_both_stages_on_a_fake_commonvoice_root(tmp_path):
-    """+recipe=commonvoice_es and +stage=finetune wired to real CommonVoice folders (the demo's)."""
+    """recipe=commonvoice/pretrain and recipe=commonvoice/finetune wired to real CommonVoice folders (the demo's)."""
     from unispeech.data import ensure_demo_corpus
 
     release = tmp_path / "data" / "cv-corpus-23.0-2025-09-05"
     release.mkdir(parents=True)
     for locale in ("en", "es"):
         (release / locale).symlink_to(ensure_demo_corpus() / locale)
-    small = FAST + [f"paths.data_root={tmp_path / 'data'}", f"paths.root={tmp_path / 'outputs'}", "model=tiny",
+    root = tmp_path / "outputs"
+    small = FAST + [f"paths.data_root={tmp_path / 'data'}", f"paths.root={root}", "language=es", "model=tiny",
                     "trainer=cpu", "trainer.max_steps=3", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
                     "trainer.accumulate_grad_batches=1", "data.num_workers=0", "data.persistent_workers=false",
                     "data.num_proc=1", "data.max_batch_seconds=12", f"data.cache_dir={tmp_path / 'cache'}"]
-    pretrain = run(compose_config(["+recipe=commonvoice_es", *small, "task.module.scheduler.warmup_steps=1",
+    pretrain = run(compose_config(["recipe=commonvoice/pretrain", *small, "task.module.scheduler.warmup_steps=1",
                                    "task.module.scheduler.total_steps=3"]),
-                   tmp_path / "outputs" / "runs" / "commonvoice_es_pretrain")
+                   run_dir(str(root), "commonvoice_es", "pretrain"))
     rows = read_metrics(pretrain["metrics_csv"])
     assert 0.0 < max(column(rows, "train/labeled_fraction")) and min(column(rows, "train/labeled_fraction")) < 1.0
-    finetune = run(compose_config(["+recipe=commonvoice_es", "+stage=finetune", *small,
-                                   "task.module.freeze_transformer_steps=1"]),
-                   tmp_path / "outputs" / "runs" / "commonvoice_es_finetune")
+    # the demo's Spanish clips are not the paper's: the release's own splits
+    finetune = run(compose_config(["recipe=commonvoice/finetune", *small, "task.module.freeze_transformer_steps=1",
+                                   "data.paper_splits=false"]),
+                   run_dir(str(root), "commonvoice_es", "finetune"))
     assert "test/per" in finetune["metrics"]
 
 
@@ -275,7 +271,7 @@ def test_each_epoch_uses_every_utterance_in_a_new_order(tmp_path):
     # through the ResumableLoader wrapper, Lightning's set_epoch must still reach the batch sampler
     cfg = compose_config(["logger=csv", "callbacks=debug", "+trainer.enable_progress_bar=false",
                           "trainer.enable_model_summary=false", "trainer.max_epochs=2", "trainer.max_steps=-1",
-                          "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=2", "next_stage=[]",
+                          "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=2",
                           "export_after_fit=false"])
     run(cfg, tmp_path)
     epochs = [(tmp_path / "seen_ids" / f"epoch{e}_rank0.txt").read_text().split() for e in (0, 1)]

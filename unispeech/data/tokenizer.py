@@ -101,6 +101,10 @@ class CTCTokenizer:
         return [self.encode(t) for t in texts]
 
     # -- decoding ----------------------------------------------------------------------
+    def vocabulary(self) -> list[str]:
+        """Every symbol, in id order (what a model's output layer is sized and read by)."""
+        return [self.id_to_token[i] for i in range(len(self))]
+
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
         return [self.id_to_token.get(int(i), UNK) for i in ids]
 

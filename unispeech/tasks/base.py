@@ -20,18 +20,23 @@ CTC ramp advance), which keeps the schedules tied to the run's length.
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from torch import nn
 
-from unispeech.tasks.optim import build_adam
-from unispeech.tasks.schedules import build_scheduler
+from unispeech.tasks.optim import build_optimizer
+from unispeech.tasks.schedules import constant
 from unispeech.tasks.diagnostics import NonFiniteUpdates, check_limit, logger, total_grad_norm
 
 SAMPLE_RATE = 16_000
 NONFINITE_KEY = "unispeech_nonfinite"  # the skipped-update counters, in the checkpoint
+CONFIG_KEY = "unispeech_config"  # the full model config, in the checkpoint
+KIND_KEY = "unispeech_task"  # the task kind, in the checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,18 +44,35 @@ class NonFiniteLossError(RuntimeError):
 
 
 class SpeechTask(L.LightningModule):
-    """Base LightningModule: subclasses build ``self.model`` and implement the steps."""
+    """Base LightningModule: subclasses build ``self.model`` and implement the steps.
+
+    A subclass declares what it is, once: ``kind`` (recorded in its checkpoints),
+    ``model_class`` (what it trains and what inference rebuilds), ``data_mode`` (the
+    ``UniSpeechDataModule`` mode it reads) and ``data_arguments`` (what it needs from the
+    data). ``unispeech.tasks.registry`` maps kinds to classes; nothing else switches on them.
+
+    ``optimizer`` and ``scheduler`` are partials built by Hydra (``_target_`` + ``_partial_``):
+    ``optimizer(param_groups)`` and ``scheduler(optimizer, total_steps=N)``.
+    """
+
+    kind: ClassVar[str]
+    model_class: ClassVar[type[nn.Module]]
+    data_mode: ClassVar[str]
+    from_data: ClassVar[tuple[str, ...]] = ()  # the constructor arguments `data_arguments` fills
+    # hyper-parameters that are objects (Hydra partials), not plain values: kept out of the
+    # checkpoint, which must load with torch.load(weights_only=True)
+    NOT_HYPERPARAMETERS: ClassVar[tuple[str, ...]] = ("optimizer", "scheduler")
 
     def __init__(
         self,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         seed: int = 0,
         max_consecutive_nonfinite: int | None = 10,
     ) -> None:
         super().__init__()
-        self.optimizer_cfg = dict(optimizer or {"lr": 5e-4})
-        self.scheduler_cfg = dict(scheduler or {"name": "constant"})
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.AdamW, lr=5e-4)
+        self.scheduler_factory = scheduler or constant
         self.seed = int(seed)
         self._step_started: float | None = None
         self._mask_generator: torch.Generator | None = None
@@ -58,12 +80,15 @@ class SpeechTask(L.LightningModule):
         self._loss_finite: torch.Tensor | None = None  # over the micro-batches of this update
 
     # -- optimisation ---------------------------------------------------------------
+    @classmethod
+    def data_arguments(cls, datamodule: Any) -> dict[str, Any]:
+        """The constructor arguments that come from the data (vocabulary, labels, ...): the
+        ``from_data`` names, read from a set-up ``UniSpeechDataModule``."""
+        raise NotImplementedError
+
     def configure_optimizers(self) -> Any:
-        optimizer = build_adam(self.model, **self.optimizer_cfg)
-        schedule = dict(self.scheduler_cfg)
-        name = schedule.pop("name", "constant")
-        schedule.pop("total_steps", None)
-        scheduler = build_scheduler(optimizer, name, self._total_steps(), **schedule)
+        optimizer = build_optimizer(self.optimizer_factory, self.model)
+        scheduler = self.scheduler_factory(optimizer, total_steps=self._total_steps())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_before_backward(self, loss: torch.Tensor) -> None:
@@ -108,8 +133,9 @@ class SpeechTask(L.LightningModule):
 
     def _total_steps(self) -> int:
         """The run's length in updates: ``scheduler.total_steps``, else the trainer's."""
-        if self.scheduler_cfg.get("total_steps"):
-            return int(self.scheduler_cfg["total_steps"])
+        configured = getattr(self.scheduler_factory, "keywords", {}).get("total_steps")
+        if configured:
+            return int(configured)
         steps = self.trainer.estimated_stepping_batches
         if steps is None or steps == float("inf"):
             raise ValueError("scheduler.total_steps must be set when trainer.max_steps is -1 and max_epochs is unbounded")
@@ -154,7 +180,8 @@ class SpeechTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the full architecture (a fine-tuned model's comes from its pretrained source, not
         # from our hyper-parameters): export and transcription need nothing else
-        checkpoint["unispeech_config"] = self.model.config.to_dict()
+        checkpoint[CONFIG_KEY] = self.model.config.to_dict()
+        checkpoint[KIND_KEY] = self.kind
         checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

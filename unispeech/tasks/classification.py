@@ -7,16 +7,29 @@ softmax weights (SUPERB style), which usually beats the last layer for keyword s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from unispeech.modeling import UniSpeechForSequenceClassification
 from unispeech.tasks.base import SpeechTask
-from unispeech.tasks.checkpoints import build_finetune_model
+from unispeech.tasks.loading import build_finetune_model
 
 
 class ClassificationTask(SpeechTask):
+    """Wraps ``UniSpeechForSequenceClassification``; ``labels`` are the class names."""
+
+    kind = "classification"
+    model_class = UniSpeechForSequenceClassification
+    data_mode = "classification"
+
+    from_data = ("labels",)
+
+    @classmethod
+    def data_arguments(cls, datamodule: Any) -> dict[str, Any]:
+        return {"labels": list(datamodule.label_names)}
+
     def __init__(
         self,
         model: dict,
@@ -24,13 +37,13 @@ class ClassificationTask(SpeechTask):
         pretrained: str | None = None,
         freeze_feature_encoder: bool = True,
         use_weighted_layer_sum: bool = False,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         seed: int = 0,
         max_consecutive_nonfinite: int | None = 10,
     ) -> None:
         super().__init__(optimizer, scheduler, seed, max_consecutive_nonfinite)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=list(self.NOT_HYPERPARAMETERS))
         self.labels = list(labels)
         self.model = build_finetune_model(
             UniSpeechForSequenceClassification,

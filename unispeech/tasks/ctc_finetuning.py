@@ -13,14 +13,15 @@ so frozen weights see neither updates nor weight decay.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from unispeech.modeling import UniSpeechForCTC
 from unispeech.tasks.base import SpeechTask
-from unispeech.tasks.checkpoints import build_finetune_model
-from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, ids_to_tokens, labels_to_ids
+from unispeech.tasks.loading import build_finetune_model
+from unispeech.tasks.metrics import RATES, ErrorRates, greedy_decode, reference_tokens
 
 HEAD_PREFIX = "lm_head."
 
@@ -28,6 +29,17 @@ HEAD_PREFIX = "lm_head."
 class CTCFinetuningTask(SpeechTask):
     """Wraps ``UniSpeechForCTC``; ``vocabulary`` is the tokenizer's id → symbol list
     (``tokenizer_kind`` "phones" or "chars"); ``monitor`` picks the error rate for "best"."""
+
+    kind = "ctc"
+    model_class = UniSpeechForCTC
+    data_mode = "ctc"
+
+    from_data = ("vocabulary", "tokenizer_kind", "language")
+
+    @classmethod
+    def data_arguments(cls, datamodule: Any) -> dict[str, Any]:
+        tokenizer = datamodule.tokenizer
+        return {"vocabulary": tokenizer.vocabulary(), "tokenizer_kind": tokenizer.kind, "language": tokenizer.language}
 
     def __init__(
         self,
@@ -39,13 +51,13 @@ class CTCFinetuningTask(SpeechTask):
         monitor: str = "per",
         tokenizer_kind: str = "phones",
         language: str = "",
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         seed: int = 0,
         max_consecutive_nonfinite: int | None = 10,
     ) -> None:
         super().__init__(optimizer, scheduler, seed, max_consecutive_nonfinite)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=list(self.NOT_HYPERPARAMETERS))
         self.vocabulary = list(vocabulary)
         if monitor not in ("per", "cer", "wer"):
             raise ValueError(f"task.monitor={monitor!r} must be one of per, cer, wer")
@@ -58,7 +70,7 @@ class CTCFinetuningTask(SpeechTask):
             UniSpeechForCTC, model, pretrained, freeze_feature_encoder, vocab_size=len(self.vocabulary), pad_token_id=0
         )
         self.freeze_transformer_steps = int(freeze_transformer_steps)
-        self._counts = {"val": ErrorCounts(), "test": ErrorCounts()}
+        self.scores = torch.nn.ModuleDict({"val": ErrorRates(), "test": ErrorRates()})
 
     # -- training -----------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -80,10 +92,10 @@ class CTCFinetuningTask(SpeechTask):
 
     # -- evaluation -----------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._counts["val"] = ErrorCounts()
+        self.scores["val"].reset()
 
     def on_test_epoch_start(self) -> None:
-        self._counts["test"] = ErrorCounts()
+        self.scores["test"].reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate("val", batch)
@@ -100,15 +112,10 @@ class CTCFinetuningTask(SpeechTask):
     def _evaluate(self, stage: str, batch: dict) -> None:
         out = self.model(batch["input_values"], attention_mask=batch["attention_mask"], labels=batch["labels"])
         self.log(f"{stage}/loss", out.loss.detach(), on_epoch=True, batch_size=len(batch["ids"]), sync_dist=True)
-        for hyp, ref in zip(self.decode(out.logits, batch["attention_mask"]), labels_to_ids(batch["labels"])):
-            self._counts[stage].update(hyp, ids_to_tokens(ref, self.vocabulary))
-
-    def decode(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> list[list[str]]:
-        """Greedy CTC decoding to vocabulary symbols."""
-        ids = ctc_greedy_decode(logits, self.frame_lengths(attention_mask), blank_id=0)
-        return [ids_to_tokens(row, self.vocabulary) for row in ids]
+        hyps = greedy_decode(out.logits, self.frame_lengths(batch["attention_mask"]), self.vocabulary)
+        self.scores[stage].update(hyps, reference_tokens(batch["labels"], self.vocabulary))
 
     def _log_rates(self, stage: str) -> None:
-        counts = self.trainer.strategy.reduce(self._counts[stage].as_tensor().to(self.device), reduce_op="sum")
-        for name, value in ErrorCounts.rates_from_tensor(counts.cpu()).items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == self.monitor)
+        rates = self.scores[stage].compute()  # over all ranks: every rank takes part
+        for name in RATES:
+            self.log(f"{stage}/{name}", rates[name], prog_bar=name == self.monitor)

@@ -1,4 +1,6 @@
-"""Reading pretrained weights from the three places a user may point at.
+"""Reading pretrained weights, and trained models for inference.
+
+Pretrained weights come from the three places a user may point at:
 
 1. a Lightning checkpoint written by ``unispeech.train`` (``*.ckpt``),
 2. a Hugging Face-format directory (``config.json`` + weights), e.g. from ``unispeech.export``,
@@ -18,12 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unispeech.modeling import (
-    UniSpeechConfig,
-    UniSpeechForCTC,
-    UniSpeechForPreTraining,
-    UniSpeechForSequenceClassification,
-)
+from unispeech.modeling import UniSpeechConfig
 from unispeech.modeling import checkpoint as hf_checkpoint
 
 BACKBONE_PREFIX = "unispeech."
@@ -105,61 +102,3 @@ def build_finetune_model(
     if freeze_feature_encoder:
         built.freeze_feature_encoder()
     return built
-
-
-# -- inference models from a run's checkpoint or an exported directory ------------------------------
-CONFIG_KEY = "unispeech_config"  # the full model config, stored by every task in its checkpoint
-
-
-def task_kind(hparams: dict[str, Any]) -> str:
-    if "phone_vocabulary" in hparams:
-        return "pretrain"
-    if "labels" in hparams:
-        return "classification"
-    return "ctc"
-
-
-def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, info) from a Lightning checkpoint or a Hugging Face-format directory.
-
-    ``info`` holds ``task`` ("pretrain"/"ctc"/"classification"), ``vocabulary`` (id → symbol),
-    ``tokenizer_kind``, ``language`` and ``labels`` where they apply.
-    """
-    classes = {"pretrain": UniSpeechForPreTraining, "ctc": UniSpeechForCTC, "classification": UniSpeechForSequenceClassification}
-    if is_lightning_checkpoint(source):
-        checkpoint = load_lightning_checkpoint(source)
-        hparams = dict(checkpoint.get("hyper_parameters", {}))
-        kind = task_kind(hparams)
-        if CONFIG_KEY not in checkpoint:
-            raise ValueError(f"{source} has no {CONFIG_KEY}: not a checkpoint written by unispeech.train")
-        config = UniSpeechConfig.from_dict(checkpoint[CONFIG_KEY])
-        model = classes[kind](config)
-        model.load_state_dict(model_state(checkpoint), strict=True)
-        info = {
-            "task": kind,
-            "vocabulary": list(hparams.get("vocabulary") or hparams.get("phone_vocabulary") or []),
-            "tokenizer_kind": hparams.get("tokenizer_kind", "phones"),
-            "language": hparams.get("language", ""),
-            "labels": list(hparams.get("labels") or []),
-        }
-        return model.eval(), info
-    directory = hf_checkpoint.resolve_checkpoint_dir(source)
-    config = json.loads((directory / "config.json").read_text())
-    architecture = (config.get("architectures") or ["UniSpeechForCTC"])[0]
-    kind = {"UniSpeechForPreTraining": "pretrain", "UniSpeechForSequenceClassification": "classification"}.get(
-        architecture, "ctc"
-    )
-    model = classes[kind].from_pretrained(directory, strict=True)
-    info: dict[str, Any] = {"task": kind, "vocabulary": [], "tokenizer_kind": "chars", "language": "", "labels": []}
-    if (directory / "vocab.json").is_file():
-        from unispeech.data.tokenizer import CTCTokenizer
-
-        tokenizer = CTCTokenizer.from_pretrained(directory)
-        info.update(
-            vocabulary=[tokenizer.id_to_token[i] for i in range(len(tokenizer))],
-            tokenizer_kind=tokenizer.kind,
-            language=tokenizer.language,
-        )
-    if kind == "classification":
-        info["labels"] = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return model.eval(), info

@@ -2,53 +2,48 @@
 
 Token sequences are lists of vocabulary symbols. ``|`` is the word delimiter of the
 Wav2Vec2CTCTokenizer layout; special symbols (``<pad>`` ...) never count as errors or words.
+
+``greedy_decode`` turns CTC logits into symbols (training, evaluation and transcription all
+use it); ``ErrorRates`` is the one scorer: a torchmetrics metric, so its sums are reduced over
+DDP ranks when it computes. Edit distances come from rapidfuzz (C++): scoring 2,000
+utterances of 30 phones took 0.03-0.05 s, against 0.7-1.1 s with a Python Levenshtein and
+0.8-1.6 s with torchmetrics' ``WordErrorRate``/``CharErrorRate`` (same numbers, pure Python).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
+from rapidfuzz.distance import Levenshtein
+from torchmetrics import Metric
 
 WORD_DELIMITER = "|"
 SPECIAL_TOKENS = frozenset({"<pad>", "<s>", "</s>", "<unk>"})
+RATES = ("per", "cer", "wer")
 
 
-def edit_distance(hyp: Sequence, ref: Sequence) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
-    if len(hyp) < len(ref):
-        hyp, ref = ref, hyp
-    previous = list(range(len(ref) + 1))
-    for i, h in enumerate(hyp, start=1):
-        current = [i] + [0] * len(ref)
-        for j, r in enumerate(ref, start=1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (h != r))
-        previous = current
-    return previous[-1]
-
-
-def ctc_greedy_decode(logits: torch.Tensor, lengths: torch.Tensor | None = None, blank_id: int = 0) -> list[list[int]]:
-    """Best path decoding: argmax per frame, merge repeats, drop blanks.
+def greedy_decode(
+    logits: torch.Tensor, lengths: torch.Tensor | None, vocabulary: Sequence[str], blank_id: int = 0
+) -> list[list[str]]:
+    """Best path decoding to vocabulary symbols: argmax per frame, merge repeats, drop blanks.
 
     ``logits``: (B, T, V); ``lengths``: valid frames per row (all frames when None).
     """
     best = logits.argmax(dim=-1).cpu()
-    frames = best.shape[1]
-    lengths_list = [frames] * best.shape[0] if lengths is None else lengths.cpu().tolist()
-    decoded = []
-    for row, length in zip(best, lengths_list):
-        row = torch.unique_consecutive(row[: int(length)])
-        decoded.append([int(t) for t in row if int(t) != blank_id])
-    return decoded
+    keep = best != blank_id
+    keep[:, 1:] &= best[:, 1:] != best[:, :-1]  # a repeat is merged unless a blank parts it
+    if lengths is not None:
+        keep &= torch.arange(best.shape[1]) < lengths.cpu().unsqueeze(1)
+    return [_symbols(row[kept].tolist(), vocabulary) for row, kept in zip(best, keep)]
 
 
-def labels_to_ids(labels: torch.Tensor) -> list[list[int]]:
-    """Reference ids from a padded label batch (-100 padding)."""
-    return [[int(t) for t in row if int(t) >= 0] for row in labels.cpu()]
+def reference_tokens(labels: torch.Tensor, vocabulary: Sequence[str]) -> list[list[str]]:
+    """Reference symbols of a padded label batch (-100 padding)."""
+    return [_symbols([i for i in row if i >= 0], vocabulary) for row in labels.cpu().tolist()]
 
 
-def ids_to_tokens(ids: Sequence[int], vocabulary: Sequence[str]) -> list[str]:
+def _symbols(ids: Sequence[int], vocabulary: Sequence[str]) -> list[str]:
     return [vocabulary[i] if 0 <= i < len(vocabulary) else "<unk>" for i in ids]
 
 
@@ -83,40 +78,49 @@ def tokens_to_text(tokens: Sequence[str], token_joiner: str = "") -> str:
     return separator.join(words(tokens, joiner=token_joiner))
 
 
-@dataclass
-class ErrorCounts:
-    """Summed edit distances and reference lengths; rates are errors / reference length."""
+class ErrorRates(Metric):
+    """PER, CER and WER summed over ``update(hyps, refs)`` calls (batches of token sequences).
 
-    token_errors: int = 0
-    tokens: int = 0
-    char_errors: int = 0
-    chars: int = 0
-    word_errors: int = 0
-    words: int = 0
-    utterances: int = 0
-    examples: list[tuple[str, str]] = field(default_factory=list)
+    ``compute()`` gives ``utterances`` and the three rates, each errors / reference length (a
+    length of 0 counts as 1), over all DDP ranks unless built with ``sync_on_compute=False``.
+    The first ``examples`` (hypothesis, reference) pairs of this process are kept, space-joined,
+    in ``self.examples``.
+    """
 
-    def update(self, hyp: Sequence[str], ref: Sequence[str], keep_example: bool = False) -> None:
-        self.token_errors += edit_distance(units(hyp), units(ref))
-        self.tokens += len(units(ref))
-        self.char_errors += edit_distance(characters(hyp), characters(ref))
-        self.chars += len(characters(ref))
-        self.word_errors += edit_distance(words(hyp), words(ref))
-        self.words += len(words(ref))
-        self.utterances += 1
-        if keep_example:
-            self.examples.append((" ".join(hyp), " ".join(ref)))
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
 
-    def as_tensor(self) -> torch.Tensor:
-        return torch.tensor(
-            [self.token_errors, self.tokens, self.char_errors, self.chars, self.word_errors, self.words],
-            dtype=torch.float64,
-        )
+    def __init__(self, examples: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # per rate: edit distance and reference length; integers, so that sums stay exact
+        self.add_state("errors", torch.zeros(len(RATES), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("lengths", torch.zeros(len(RATES), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("utterances", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.max_examples = int(examples)
+        self.examples: list[tuple[str, str]] = []
 
-    @staticmethod
-    def rates_from_tensor(counts: torch.Tensor) -> dict[str, float]:
-        te, t, ce, c, we, w = counts.tolist()
-        return {"per": te / max(t, 1), "cer": ce / max(c, 1), "wer": we / max(w, 1)}
+    def update(self, hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]]) -> None:
+        if len(hyps) != len(refs):
+            raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
+        errors, lengths = [0] * len(RATES), [0] * len(RATES)
+        for hyp, ref in zip(hyps, refs):
+            for index, scored in enumerate((units, characters, words)):  # in the order of RATES
+                hyp_units, ref_units = scored(hyp), scored(ref)
+                errors[index] += Levenshtein.distance(hyp_units, ref_units)
+                lengths[index] += len(ref_units)
+            if len(self.examples) < self.max_examples:
+                self.examples.append((" ".join(hyp), " ".join(ref)))
+        counts = torch.tensor([errors, lengths], dtype=torch.long, device=self.errors.device)
+        self.errors += counts[0]
+        self.lengths += counts[1]
+        self.utterances += len(refs)
 
-    def rates(self) -> dict[str, float]:
-        return self.rates_from_tensor(self.as_tensor())
+    def compute(self) -> dict[str, float]:
+        errors, lengths = self.errors.tolist(), self.lengths.tolist()
+        rates = {name: e / max(n, 1) for name, e, n in zip(RATES, errors, lengths)}
+        return {"utterances": int(self.utterances), **rates}
+
+    def reset(self) -> None:
+        super().reset()
+        self.examples = []

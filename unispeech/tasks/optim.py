@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 # Norms, biases and the learned mask embedding are not weight-decayed (standard practice;
 # decaying a LayerNorm gain towards 0 only hurts).
@@ -25,24 +26,22 @@ def adam_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_adam(
-    model: nn.Module,
-    lr: float,
-    betas: Iterable[float] = (0.9, 0.98),
-    eps: float = 1e-6,
-    weight_decay: float = 0.01,
-) -> torch.optim.AdamW:
-    """Adam with decoupled weight decay, as fairseq's ``adam`` optimizer applies it. On CUDA
-    the fused kernel updates all parameters in a few launches instead of several per tensor."""
-    on_cuda = all(p.is_cuda for p in model.parameters())
-    return torch.optim.AdamW(
-        adam_param_groups(model, weight_decay),
-        lr=lr,
-        betas=tuple(betas),
-        eps=eps,
-        weight_decay=weight_decay,
-        fused=on_cuda or None,
-    )
+def build_optimizer(factory: Callable[..., Optimizer], model: nn.Module) -> Optimizer:
+    """Call the optimizer the config built (``_target_: torch.optim.AdamW``, ``_partial_:
+    true``) on ``model``'s parameters, split into decayed and non-decayed groups.
+
+    On CUDA, Adam/AdamW get the fused kernel (all parameters updated in a few launches
+    instead of several per tensor) unless the config says otherwise.
+    """
+    keywords = dict(getattr(factory, "keywords", {}))
+    groups = adam_param_groups(model, float(keywords.get("weight_decay", 0.0)))
+    extra = {}
+    if getattr(factory, "func", factory) in FUSABLE and "fused" not in keywords:
+        extra["fused"] = all(p.is_cuda for p in model.parameters()) or None
+    return factory(groups, **extra)
+
+
+FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
 
 
 def scale_gradients(module: nn.Module, factor: float) -> list[torch.utils.hooks.RemovableHandle]:

@@ -29,14 +29,15 @@ episode). The base task adds ``train/grad_norm`` and the non-finite update guard
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from unispeech.modeling import UniSpeechConfig, UniSpeechForPreTraining
 from unispeech.tasks.base import SpeechTask
-from unispeech.tasks.checkpoints import load_backbone_weights
-from unispeech.tasks.metrics import ErrorCounts, ctc_greedy_decode, ids_to_tokens, labels_to_ids
+from unispeech.tasks.loading import load_backbone_weights
+from unispeech.tasks.metrics import ErrorRates, greedy_decode, reference_tokens
 from unispeech.tasks.optim import find_submodule, scale_gradients
 from unispeech.tasks.schedules import geometric_decay_per_step, linear_ramp_factor
 from unispeech.tasks.diagnostics import CodebookCollapseWatch, check_fraction, logger
@@ -50,12 +51,22 @@ def gumbel_temperature(step: int, max_temperature: float, min_temperature: float
 class PretrainingTask(SpeechTask):
     """Wraps ``UniSpeechForPreTraining``; ``phone_vocabulary`` sizes the phonetic CTC head."""
 
+    kind = "pretrain"
+    model_class = UniSpeechForPreTraining
+    data_mode = "pretraining"
+
+    from_data = ("phone_vocabulary", "language")
+
+    @classmethod
+    def data_arguments(cls, datamodule: Any) -> dict[str, Any]:
+        return {"phone_vocabulary": datamodule.tokenizer.vocabulary(), "language": datamodule.tokenizer.language}
+
     def __init__(
         self,
         model: dict,
         phone_vocabulary: Sequence[str],
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         gumbel: dict | None = None,
         feature_grad_mult: float = 0.1,
         init_from: str | None = None,
@@ -66,7 +77,7 @@ class PretrainingTask(SpeechTask):
         max_consecutive_nonfinite: int | None = 10,
     ) -> None:
         super().__init__(optimizer, scheduler, seed, max_consecutive_nonfinite)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=list(self.NOT_HYPERPARAMETERS))
         self.phone_vocabulary = list(phone_vocabulary)
         config = UniSpeechConfig.from_dict(dict(model), num_ctc_classes=len(self.phone_vocabulary))
         self.model = UniSpeechForPreTraining(config)
@@ -76,7 +87,8 @@ class PretrainingTask(SpeechTask):
         )
         # this update's quantizer numbers (device tensors), read after backward by the collapse check
         self._quantizer_stats: tuple[int, torch.Tensor, torch.Tensor] | None = None
-        self._train_counts, self._train_counts_step = ErrorCounts(), -1
+        # this update's training PER, of this rank only (ranks log it at different times)
+        self._train_scores, self._train_scores_step = ErrorRates(sync_on_compute=False), -1
         if init_from:
             load_backbone_weights(self.model, init_from)  # heads of another size stay fresh
         gumbel = {"max_temperature": 2.0, "min_temperature": 0.5, "decay": 0.999995, "anneal_fraction": None,
@@ -96,7 +108,7 @@ class PretrainingTask(SpeechTask):
             raise ValueError(f"ctc_alpha_ramp={list(ctc_alpha_ramp)} must be [start, end] with 0 <= start <= end <= 1")
         self.feature_grad_mult = float(feature_grad_mult)
         self._grad_hooks = scale_gradients(find_submodule(self.model, "feature_extractor"), self.feature_grad_mult)
-        self._val_counts = ErrorCounts()
+        self._val_scores = ErrorRates()
         self._val_picks: torch.Tensor | None = None  # (G·V,) codebook picks over the validation set
 
     # -- training -----------------------------------------------------------------------
@@ -146,10 +158,11 @@ class PretrainingTask(SpeechTask):
         if not bool(batch["labeled"].any()):
             return
         step = int(self.global_step)
-        if self._train_counts_step != step:
-            self._train_counts, self._train_counts_step = ErrorCounts(), step
-        self._count_phone_errors(self._train_counts, ctc_logits, batch)
-        self.log("train/per", self._train_counts.rates()["per"], on_step=True, batch_size=1)
+        if self._train_scores_step != step:
+            self._train_scores.reset()
+            self._train_scores_step = step
+        self._count_phone_errors(self._train_scores, ctc_logits, batch)
+        self.log("train/per", self._train_scores.compute()["per"], on_step=True, batch_size=1)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         super().on_before_optimizer_step(optimizer)
@@ -164,7 +177,8 @@ class PretrainingTask(SpeechTask):
 
     # -- validation -----------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._val_counts = ErrorCounts()
+        self._val_scores.reset()
+        self._val_scores.update([], [])  # a rank without labeled rows has scored nothing, quietly
         self._val_picks = torch.zeros(self.num_codevectors, dtype=torch.long, device=self.device)
         # a fixed generator: validation losses are comparable between epochs
         self._val_generator = torch.Generator(device=self.device).manual_seed(self.seed)
@@ -176,7 +190,7 @@ class PretrainingTask(SpeechTask):
         if batch["labeled"].any():
             # PER of the phonetic head as it would be used: on the unmasked input (the masked
             # pass above scores the contrastive task, which needs masked frames)
-            self._count_phone_errors(self._val_counts, self._unmasked_ctc_logits(batch), batch)
+            self._count_phone_errors(self._val_scores, self._unmasked_ctc_logits(batch), batch)
 
     def _unmasked_ctc_logits(self, batch: dict) -> torch.Tensor:
         values = batch["input_values"]
@@ -184,18 +198,17 @@ class PretrainingTask(SpeechTask):
         nothing = torch.zeros(values.shape[0], frames, dtype=torch.bool, device=values.device)
         return self.model(values, attention_mask=batch["attention_mask"], mask_time_indices=nothing).ctc_logits
 
-    def _count_phone_errors(self, counts: ErrorCounts, ctc_logits: torch.Tensor, batch: dict) -> None:
-        """Greedy-decode the labeled rows of ``batch`` and add their phone errors to ``counts``."""
-        labeled = batch["labeled"].bool().cpu()
-        hyps = ctc_greedy_decode(ctc_logits, self.frame_lengths(batch["attention_mask"]), blank_id=0)
-        refs = labels_to_ids(batch["labels"])
-        for row in torch.nonzero(labeled).flatten().tolist():
-            counts.update(ids_to_tokens(hyps[row], self.phone_vocabulary), ids_to_tokens(refs[row], self.phone_vocabulary))
+    def _count_phone_errors(self, scores: ErrorRates, ctc_logits: torch.Tensor, batch: dict) -> None:
+        """Greedy-decode the labeled rows of ``batch`` and add their phone errors to ``scores``."""
+        labeled = batch["labeled"].bool()
+        lengths = self.frame_lengths(batch["attention_mask"])[labeled]
+        hyps = greedy_decode(ctc_logits[labeled], lengths, self.phone_vocabulary)
+        scores.update(hyps, reference_tokens(batch["labels"][labeled], self.phone_vocabulary))
 
     def on_validation_epoch_end(self) -> None:
-        counts = self.trainer.strategy.reduce(self._val_counts.as_tensor().to(self.device), reduce_op="sum")
-        if counts[1] > 0:  # no labeled validation rows: no PER
-            self.log("val/per", ErrorCounts.rates_from_tensor(counts.cpu())["per"], prog_bar=True, sync_dist=False)
+        scores = self._val_scores.compute()  # over all ranks: every rank takes part
+        if scores["utterances"] > 0:  # no labeled validation rows: no PER
+            self.log("val/per", scores["per"], prog_bar=True, sync_dist=False)
         if self._val_picks is not None:
             # entries no frame of the whole validation set (all ranks) picked
             picks = self.trainer.strategy.reduce(self._val_picks, reduce_op="sum")

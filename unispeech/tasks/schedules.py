@@ -1,7 +1,10 @@
 """Learning-rate schedules used by the UniSpeech recipes, as LambdaLR multipliers.
 
-Both return a factor of the peak learning rate for an optimizer step, so they compose with
-any optimizer and are restored exactly from a checkpoint (LambdaLR only stores the step).
+Each returns a factor of the peak learning rate for an optimizer step, so it composes with
+any optimizer and is restored exactly from a checkpoint (LambdaLR only stores the step).
+The task configs name them with ``_target_`` (``unispeech.tasks.schedules.polynomial``,
+``tri_stage``, ``constant``) and ``_partial_: true``; the task passes the optimizer and the
+run's length.
 """
 
 from __future__ import annotations
@@ -75,45 +78,44 @@ def geometric_decay_per_step(start: float, end: float, steps: float) -> float:
     return (end / start) ** (1.0 / max(1.0, steps))
 
 
-def build_scheduler(optimizer: Optimizer, name: str, total_steps: int, **kwargs: float) -> LambdaLR:
-    """Build a per-step LambdaLR by name: ``polynomial`` or ``tri_stage`` (``constant`` too).
-
-    ``polynomial`` takes its warm-up in updates (``warmup_steps``) or as a fraction of the
-    run (``warmup_fraction``), so one config works for a 500-update demo and a 400k-update run.
-    """
-    if name == "polynomial":
-        warmup = int(kwargs.pop("warmup_steps", 0) or 0)
-        fraction = kwargs.pop("warmup_fraction", None)
-        if fraction is not None:
-            if warmup:
-                raise ValueError("scheduler: set warmup_steps or warmup_fraction, not both")
-            if not 0.0 <= float(fraction) < 1.0:
-                raise ValueError(f"scheduler.warmup_fraction={fraction} must be in [0, 1)")
-            warmup = int(round(float(fraction) * total_steps))
-        if warmup >= total_steps:
-            warnings.warn(
-                f"scheduler: the warm-up ({warmup} updates) is as long as the run ({total_steps}): the learning "
-                "rate never reaches its peak; shorten warmup_steps or use warmup_fraction",
-                stacklevel=2,
-            )
-        power = float(kwargs.pop("power", 1.0))
-        end = float(kwargs.pop("end_factor", 0.0))
-        _reject_extra(name, kwargs)
-        return LambdaLR(optimizer, lambda s: polynomial_decay_factor(s, warmup, total_steps, power, end))
-    if name == "tri_stage":
-        ratios = {k: float(kwargs.pop(k)) for k in list(kwargs) if k in _TRI_STAGE_KEYS}
-        _reject_extra(name, kwargs)
-        tri_stage_factor(0, total_steps, **ratios)  # validate the ratios now, not at step 0 of training
-        return LambdaLR(optimizer, lambda s: tri_stage_factor(s, total_steps, **ratios))
-    if name == "constant":
-        _reject_extra(name, kwargs)
-        return LambdaLR(optimizer, lambda s: 1.0)
-    raise ValueError(f"scheduler.name={name!r} is not one of: polynomial, tri_stage, constant")
+# -- schedulers, built by Hydra (`_target_` + `_partial_: true`) and completed by the task with
+# the optimizer and the run's length: `scheduler(optimizer, total_steps=N)` ---------------------
+def polynomial(
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_steps: int = 0,
+    warmup_fraction: float | None = None,
+    power: float = 1.0,
+    end_factor: float = 0.0,
+) -> LambdaLR:
+    """fairseq's polynomial decay with a linear warm-up given in updates (``warmup_steps``) or
+    as a fraction of the run (``warmup_fraction``): one config fits a 500-update demo and a
+    400k-update run."""
+    warmup = int(warmup_steps or 0)
+    if warmup_fraction is not None:
+        if warmup:
+            raise ValueError("scheduler: set warmup_steps or warmup_fraction, not both")
+        if not 0.0 <= float(warmup_fraction) < 1.0:
+            raise ValueError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1)")
+        warmup = int(round(float(warmup_fraction) * total_steps))
+    if warmup >= total_steps:
+        warnings.warn(
+            f"scheduler: the warm-up ({warmup} updates) is as long as the run ({total_steps}): the learning "
+            "rate never reaches its peak; shorten warmup_steps or use warmup_fraction",
+            stacklevel=2,
+        )
+    power, end_factor = float(power), float(end_factor)
+    return LambdaLR(optimizer, lambda s: polynomial_decay_factor(s, warmup, total_steps, power, end_factor))
 
 
-_TRI_STAGE_KEYS = ("warmup_ratio", "hold_ratio", "decay_ratio", "init_factor", "final_factor")
+def tri_stage(optimizer: Optimizer, total_steps: int, **shape: float) -> LambdaLR:
+    """fairseq's tri-stage schedule (the paper's fine-tuning). ``shape``: the keyword
+    arguments of `tri_stage_factor` (warmup/hold/decay ratios, init and final factors)."""
+    shape = {key: float(value) for key, value in shape.items()}
+    tri_stage_factor(0, total_steps, **shape)  # unknown keys and bad ratios fail now, not at step 0 of training
+    return LambdaLR(optimizer, lambda s: tri_stage_factor(s, total_steps, **shape))
 
 
-def _reject_extra(name: str, extra: dict) -> None:
-    if extra:
-        raise ValueError(f"scheduler {name!r} got unknown options: {sorted(extra)}")
+def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
+    """The peak learning rate throughout."""
+    return LambdaLR(optimizer, lambda s: 1.0)

@@ -1,4 +1,11 @@
-"""Config checks that run before any data or model work, naming the offending key."""
+"""Config checks that run before any data or model work, naming the offending key.
+
+Hydra already refuses unknown `model.*` keys and wrong types (the model group is typed by
+`UniSpeechConfig`) and builds every object from its `_target_`; what is left to check here
+is what only a whole run knows: mandatory values a recipe leaves to the user, that the task
+accepts its keys and reads the data mode the data config produces, the recipe's input paths
+and the checkpoint to resume.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_class, get_method
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from unispeech.modeling import UniSpeechConfig
+from unispeech.tasks.base import SpeechTask
+
+# arguments that unispeech.train fills in: of the task (from the config and the data), of the Trainer
+TASK_INJECTED = ("model", "seed")
+TRAINER_INJECTED = ("logger", "callbacks", "default_root_dir")
 
 
 class ConfigError(ValueError):
@@ -26,37 +41,74 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_model_fields(model: DictConfig, where: str = "model") -> None:
-    from unispeech.modeling import UniSpeechConfig
-
-    fields = {f.name for f in dataclasses.fields(UniSpeechConfig)} - {"extra"}
-    for key in model:
+def check_config(cfg: DictConfig) -> type[SpeechTask]:
+    """Everything that can be checked without data; returns the task class."""
+    check_missing(cfg)
+    for key in ("model", "data", "task", "trainer"):
+        if cfg.get(key) is None:
+            raise ConfigError(f"{key} is missing: pick one of conf/{key}/*.yaml ({key}=NAME)")
+    for section in ("task", "data"):
+        resolve(cfg, section)  # a missing stage-1 checkpoint, a bad interpolation: now, not after the data
+    for key in ("module", "monitor", "monitor_mode"):
+        if key not in cfg.task:
+            raise ConfigError(f"task.{key} is missing")
+    if cfg.task.monitor_mode not in ("min", "max"):
+        raise ConfigError(f"task.monitor_mode={cfg.task.monitor_mode!r} must be 'min' or 'max'")
+    fields = {f.name for f in dataclasses.fields(UniSpeechConfig)}
+    for key in map(str, cfg.model):  # `+model.x=1` gets past Hydra's typed model group
         if key not in fields:
-            raise ConfigError(f"{where}.{key} is not a UniSpeechConfig field{suggest(str(key), fields)}")
+            raise ConfigError(f"model.{key} is not a UniSpeechConfig field{suggest(key, fields)}")
+    task_class = target_class(cfg.task.module, "task.module", SpeechTask)
+    check_arguments(task_class, cfg.task.module, "task.module", TASK_INJECTED + task_class.from_data)
+    check_arguments(target_class(cfg.data, "data", object), cfg.data, "data")
+    check_arguments(target_class(cfg.trainer, "trainer", object), cfg.trainer, "trainer", TRAINER_INJECTED)
+    mode = cfg.data.get("mode")
+    if mode != task_class.data_mode:
+        raise ConfigError(f"data.mode={mode!r} but {task_class.__name__} reads {task_class.data_mode!r} data: "
+                          f"pick a data config made for it or set data.mode={task_class.data_mode}")
+    check_required_paths(cfg)
+    return task_class
 
 
-def check_target_arguments(node: DictConfig, where: str, injected: Iterable[str] = ()) -> None:
-    """Every key of an ``_target_`` node must be an argument of the target."""
-    target = node.get("_target_")
-    if target is None:
-        raise ConfigError(f"{where}._target_ is missing")
+def check_missing(cfg: DictConfig) -> None:
+    """Values a recipe leaves to the user (``language: ???``), named with where to read about them."""
+    missing = [str(key) for key in cfg if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        readme = (cfg.get("recipe_info") or {}).get("readme")
+        raise ConfigError(f"{', '.join(missing)} must be set (e.g. {missing[0]}=...)"
+                          + (f": see {readme}" if readme else ""))
+
+
+def target_class(node: DictConfig, where: str, base: type) -> type:
     try:
-        obj = get_class(target) if target[:1].isupper() or "." in target else get_method(target)
+        cls = get_class(str(node.get("_target_")))
     except Exception as error:
-        raise ConfigError(f"{where}._target_={target!r} cannot be imported: {error}") from error
-    function = obj.__init__ if inspect.isclass(obj) else obj
-    parameters = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    allowed = set(parameters) - {"self"}
-    for key in node:
-        key = str(key)
+        raise ConfigError(f"{where}._target_={node.get('_target_')!r} cannot be imported: {error}") from error
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{where}._target_={node.get('_target_')!r} is not a {base.__name__}")
+    return cls
+
+
+def check_arguments(cls: type, node: DictConfig, where: str, injected: Iterable[str] = ()) -> None:
+    """Every key of ``node`` must be a constructor argument, and not one train.py fills in."""
+    allowed = set(inspect.signature(cls).parameters)
+    for key in map(str, node):
         if key.startswith("_") and key.endswith("_"):
             continue
         if key not in allowed:
-            raise ConfigError(f"{where}.{key} is not an argument of {target}{suggest(key, allowed)}")
+            raise ConfigError(f"{where}.{key} is not an argument of {cls.__name__}{suggest(key, allowed)}")
         if key in injected:
             raise ConfigError(f"{where}.{key} is filled in by unispeech.train; remove it from the config")
+
+
+def resolve(cfg: DictConfig, section: str) -> None:
+    """Resolve every interpolation of ``cfg[section]``; a failure names the key, not a traceback."""
+    try:
+        OmegaConf.to_container(cfg[section], resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", "") or section
+        cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else str(error).split("\n")[0]
+        raise ConfigError(f"{key}: {cause}") from None
 
 
 def check_required_paths(cfg: DictConfig) -> None:
@@ -74,8 +126,26 @@ def check_required_paths(cfg: DictConfig) -> None:
         )
 
 
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`ckpt_path`: null, `last` (this run directory's last.ckpt) or a file."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is None:
+        return None
+    if ckpt == "last":
+        last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(
+                f"ckpt_path=last but {last} does not exist: resume inside the run directory you want to "
+                "continue (run_name=NAME, or hydra.run.dir=DIR)"
+            )
+        return str(last)
+    if not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt!r}: no such file (use ckpt_path=last to resume this run directory)")
+    return str(ckpt)
+
+
 def plain(node: Any) -> Any:
     """A DictConfig/ListConfig as plain Python containers (checkpoint-safe hyper-parameters)."""
-    if isinstance(node, (DictConfig,)) or OmegaConf.is_list(node):
+    if isinstance(node, DictConfig) or OmegaConf.is_list(node):
         return OmegaConf.to_container(node, resolve=True)
     return node

@@ -1,0 +1,56 @@
+"""Trained models for inference: a run's checkpoint or an exported directory → model + vocabulary.
+
+The task kind recorded in a checkpoint (or the architecture named in ``config.json``) picks
+the model class through the task registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from torch import nn
+
+from unispeech.modeling import UniSpeechConfig
+from unispeech.modeling import checkpoint as hf_checkpoint
+from unispeech.tasks.base import CONFIG_KEY, KIND_KEY
+from unispeech.tasks.loading import is_lightning_checkpoint, load_lightning_checkpoint, model_state
+from unispeech.tasks.registry import task_for_architecture, task_for_kind
+
+
+def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, info) from a Lightning checkpoint or a Hugging Face-format directory.
+
+    ``info`` holds ``task`` (the task kind), ``vocabulary`` (id → symbol),
+    ``tokenizer_kind``, ``language`` and ``labels`` where they apply.
+    """
+    if is_lightning_checkpoint(source):
+        checkpoint = load_lightning_checkpoint(source)
+        if CONFIG_KEY not in checkpoint or KIND_KEY not in checkpoint:
+            raise ValueError(f"{source} has no {CONFIG_KEY}/{KIND_KEY}: not a checkpoint written by unispeech.train")
+        task = task_for_kind(checkpoint[KIND_KEY])
+        model = task.model_class(UniSpeechConfig.from_dict(checkpoint[CONFIG_KEY]))
+        model.load_state_dict(model_state(checkpoint), strict=True)
+        hparams = dict(checkpoint.get("hyper_parameters", {}))
+        info = {
+            "task": task.kind,
+            "vocabulary": list(hparams.get("vocabulary") or hparams.get("phone_vocabulary") or []),
+            "tokenizer_kind": hparams.get("tokenizer_kind", "phones"),
+            "language": hparams.get("language", ""),
+            "labels": list(hparams.get("labels") or []),
+        }
+        return model.eval(), info
+    directory = hf_checkpoint.resolve_checkpoint_dir(source)
+    config = json.loads((directory / "config.json").read_text())
+    task = task_for_architecture((config.get("architectures") or ["UniSpeechForCTC"])[0])
+    model = task.model_class.from_pretrained(directory, strict=True)
+    info: dict[str, Any] = {"task": task.kind, "vocabulary": [], "tokenizer_kind": "chars", "language": "", "labels": []}
+    if (directory / "vocab.json").is_file():
+        from unispeech.data.tokenizer import CTCTokenizer
+
+        tokenizer = CTCTokenizer.from_pretrained(directory)
+        info.update(vocabulary=tokenizer.vocabulary(), tokenizer_kind=tokenizer.kind, language=tokenizer.language)
+    if model.config.id2label and task.kind == "classification":
+        info["labels"] = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model.eval(), info
