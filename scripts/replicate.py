@@ -64,11 +64,20 @@ class Size:
     finetune: tuple[str, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
     note: str = ""
-    corpus: str | None = None  # a corpus to build before the runs start (see build_corpus)
+    corpus: str | None = None  # the replication corpus size to build before the runs start
 
 
+# The cpu size: the replication corpus (1 h labeled English, 1 h unlabeled Spanish, 10 min
+# labeled Spanish), the tiny model, budgets that fit 2 CPU cores in 45 minutes.
+CPU_PRETRAIN = ("recipe=null", "data=replication", "task=pretrain", "model=tiny", "trainer=cpu",
+                "trainer.max_steps=1500", "trainer.val_check_interval=500", "export_after_fit=false")
+CPU_FINETUNE = ("recipe=null", "data=replication_ctc", "task=ctc_demo", "model=tiny", "trainer=cpu",
+                "model.mask_time_prob=0.1", "trainer.max_steps=600", "trainer.val_check_interval=200")
 # The demo mode runs the default run's two stages (recipes/demo/) as they are.
 SIZES = {
+    "cpu": Size(pretrain=CPU_PRETRAIN, finetune=CPU_FINETUNE, corpus="cpu",
+                note="replication corpus: 1 h labeled English, 1 h unlabeled Spanish, 10 min labeled Spanish; "
+                     "tiny model, 1,500 pretraining and 600 fine-tuning updates"),
     "demo": Size(pretrain=("recipe=demo/pretrain", "export_after_fit=false"), finetune=("recipe=demo/finetune",),
                  note="embedded demo corpus (76 s of labeled English, 110 s of Spanish audio), tiny model"),
     "smoke": Size(pretrain=("recipe=demo/pretrain", "trainer.max_steps=4", "trainer.val_check_interval=2",
@@ -135,6 +144,10 @@ def run_job(job: Job, threads: int, force: bool, log: Path) -> dict:
 
 
 def run_study(size: Size, out: Path, jobs: int, force: bool) -> list[tuple[Job | None, Job]]:
+    if size.corpus:  # once, here, rather than by the first runs in parallel
+        from unispeech.data import ensure_replication_corpus
+
+        print(f"[replicate] corpus: {ensure_replication_corpus(size.corpus)}", flush=True)
     chains = plan(size, out)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log = out / "commands.txt"

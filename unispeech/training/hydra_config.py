@@ -10,6 +10,7 @@ schema, and the resolvers. Every entry point (train, evaluate, the tests) calls 
 - The `model` group is typed by `UniSpeechConfig`'s fields (`model/schema`), so a mistyped
   key or a value of the wrong type fails with Hydra's own message before any work.
 - Resolvers: `${demo_corpus:}` (the embedded demo corpus, synthesised on first use),
+  `${replication_corpus:SIZE}` (the replication corpus of scripts/replicate.py, likewise),
   `${stage_checkpoint:DIR}` (the best checkpoint of the finished stage in DIR) and
   `${run_dir:ROOT,NAME,STAGE}` (where a run, or a stage of a recipe, writes).
 """
@@ -76,8 +77,14 @@ def _demo_corpus() -> str:
     return str(ensure_demo_corpus())
 
 
-RESOLVERS = {"demo_corpus": (_demo_corpus, True), "stage_checkpoint": (stage_checkpoint, False),
-             "run_dir": (run_dir, False)}
+def _replication_corpus(size: str = "cpu") -> str:
+    from unispeech.data import ensure_replication_corpus
+
+    return str(ensure_replication_corpus(str(size)))
+
+
+RESOLVERS = {"demo_corpus": (_demo_corpus, True), "replication_corpus": (_replication_corpus, True),
+             "stage_checkpoint": (stage_checkpoint, False), "run_dir": (run_dir, False)}
 
 
 def _schema_type(annotation: Any) -> Any:
