@@ -23,36 +23,24 @@ step's peak memory above the resident models and optimizer states, per audio sec
 from __future__ import annotations
 
 import argparse
-import time
 import statistics
+import time
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 
 import unispeech
 from unispeech import UniSpeechConfig
+from unispeech.data.audio import SAMPLING_RATE
 from unispeech.training.speed import compile_regions
 
-SAMPLE_RATE = 16000
-SHAPES = {
-    # name: (config fields, batch size, seconds per utterance)
-    "small": (dict(hidden_size=384, num_hidden_layers=4, num_attention_heads=6, intermediate_size=1536,
-                   conv_dim=(256,) * 7, codevector_dim=256, proj_codevector_dim=128), 2, 4.0),
-    "base": (dict(), 8, 15.0),
-    "large": (dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                   do_stable_layer_norm=True, feat_extract_norm="layer", codevector_dim=768,
-                   proj_codevector_dim=768), 8, 15.0),
-}
-# bf16 dense FLOP/s used as the MFU denominator. H100/H200: 790 TFLOP/s, the figure behind
-# the transformers reference MFUs in DESIGN.md §5 (the SXM datasheet says 989), so our MFU
+from benchmark_shapes import SHAPES, model_config
+
+# bf16 dense FLOP/s used as the MFU denominator. H100/H200: 790 TFLOP/s, the scale of the
+# transformers reference MFUs in docs/benchmarks.md (the SXM datasheet says 989), so our MFU
 # and theirs are on one scale. Override with --peak-tflops.
 PEAK_BF16_FLOPS = {"H100": 790e12, "H200": 790e12, "A100": 312e12}
-
-
-def model_config(shape: str) -> UniSpeechConfig:
-    fields, _, _ = SHAPES[shape]
-    common = dict(mask_time_prob=0.5, mask_time_length=10, layerdrop=0.0, vocab_size=64, num_ctc_classes=64)
-    return UniSpeechConfig(**{**common, **fields})
 
 
 def conv_flops(config: UniSpeechConfig, batch: int, samples: int) -> tuple[float, int]:
@@ -114,11 +102,11 @@ def time_steps(*steps, device: torch.device, warmup: int, repeats: int) -> list[
 
 def make_batch(batch: int, seconds: float, device: torch.device):
     g = torch.Generator().manual_seed(0)
-    samples = int(seconds * SAMPLE_RATE)
+    samples = int(seconds * SAMPLING_RATE)
     x = torch.randn(batch, samples, generator=g)
     mask = torch.ones(batch, samples, dtype=torch.long)
     # a realistic batch is not all full length: last row 80 % long
-    mask[-1, int(0.8 * samples):] = 0
+    mask[-1, int(0.8 * samples) :] = 0
     x = x * mask
     labels = torch.randint(5, 60, (batch, int(seconds * 12)), generator=g)  # ~12 phones / s
     return x.to(device), mask.to(device), labels.to(device)
@@ -168,6 +156,7 @@ def run_shape(shape: str, args, device: torch.device) -> Iterator[str]:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+
         return step
 
     generator = torch.Generator(device=device).manual_seed(0)
@@ -179,6 +168,7 @@ def run_shape(shape: str, args, device: torch.device) -> Iterator[str]:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+
         return step
 
     frames = int(ours_pre.get_feat_extract_output_lengths(x.shape[1]))
@@ -189,7 +179,8 @@ def run_shape(shape: str, args, device: torch.device) -> Iterator[str]:
         negatives = _sample_negative_indices((batch, frames), config.num_negatives, mask_time_indices=time_mask)
         with amp():
             loss = hf_pre(
-                x, attention_mask=mask,
+                x,
+                attention_mask=mask,
                 mask_time_indices=torch.tensor(time_mask, device=device, dtype=torch.bool),
                 sampled_negative_indices=torch.tensor(negatives, device=device, dtype=torch.long),
             ).loss
@@ -202,24 +193,44 @@ def run_shape(shape: str, args, device: torch.device) -> Iterator[str]:
             with torch.inference_mode(), amp():
                 logits = model(x, attention_mask=mask).logits
                 logits.argmax(dim=-1).cpu()  # greedy decoding ends on the host
+
         return step
 
     hf_pre_opt = optimizer_for(hf_pre, device)
     specs = [
-        ("ctc", ctc_step(ours_ctc, optimizer_for(ours_ctc, device)), ctc_step(hf_ctc, optimizer_for(hf_ctc, device)), 3),
-        ("ctc, frozen feature encoder", ctc_step(ours_ctc_frozen, optimizer_for(ours_ctc_frozen, device)),
-         ctc_step(hf_ctc_frozen, optimizer_for(hf_ctc_frozen, device)), "frozen"),
+        (
+            "ctc",
+            ctc_step(ours_ctc, optimizer_for(ours_ctc, device)),
+            ctc_step(hf_ctc, optimizer_for(hf_ctc, device)),
+            3,
+        ),
+        (
+            "ctc, frozen feature encoder",
+            ctc_step(ours_ctc_frozen, optimizer_for(ours_ctc_frozen, device)),
+            ctc_step(hf_ctc_frozen, optimizer_for(hf_ctc_frozen, device)),
+            "frozen",
+        ),
         ("pretrain", ours_pre_step(ours_pre, optimizer_for(ours_pre, device)), hf_pre_step, 3),
     ]
     if args.compile:
         specs += [
             ("compile", None, None, 0),
-            ("ctc compiled", ctc_step(ours_ctc, optimizer_for(ours_ctc, device)), ctc_step(hf_ctc, optimizer_for(hf_ctc, device)), 3),
+            (
+                "ctc compiled",
+                ctc_step(ours_ctc, optimizer_for(ours_ctc, device)),
+                ctc_step(hf_ctc, optimizer_for(hf_ctc, device)),
+                3,
+            ),
             ("pretrain compiled", ours_pre_step(ours_pre, optimizer_for(ours_pre, device)), hf_pre_step, 3),
         ]
     fwd_flops = forward_flops(config, batch, x.shape[1])
     encoder_flops, _ = conv_flops(config, batch, x.shape[1])
     timing = dict(device=device, warmup=args.warmup, repeats=args.steps)
+
+    def timed_row(name: str, ours_step, hf_step, flops: float) -> str:
+        timings = interleave(time_steps(ours_step, hf_step, **timing))
+        return format_row(shape, name, audio_seconds, *timings, flops, device)
+
     for name, ours_step, hf_step, factor in specs:
         if name == "compile":
             # the training fast path: Transformer layers + feature encoder compiled in place
@@ -227,15 +238,19 @@ def run_shape(shape: str, args, device: torch.device) -> Iterator[str]:
             continue
         # a frozen encoder runs forward only: training FLOPs = its forward + 3 x the rest
         flops = encoder_flops + 3 * (fwd_flops - encoder_flops) if factor == "frozen" else factor * fwd_flops
-        yield guarded(shape, name, device, lambda: format_row(
-            shape, name, audio_seconds, *interleave(time_steps(ours_step, hf_step, **timing)), flops, device))
+        yield guarded(shape, name, device, partial(timed_row, name, ours_step, hf_step, flops))
     ours_ctc.eval(), hf_ctc.eval()
-    yield guarded(shape, "infer", device, lambda: format_row(
-        shape, "infer", audio_seconds, *interleave(time_steps(infer_step(ours_ctc), infer_step(hf_ctc), **timing)),
-        fwd_flops, device))
+    yield guarded(
+        shape, "infer", device, partial(timed_row, "infer", infer_step(ours_ctc), infer_step(hf_ctc), fwd_flops)
+    )
     if args.breakdown:
-        yield from guarded(shape, "breakdown", device, lambda: breakdown(ours_pre.train(), x, mask, labels, amp, device, args),
-                           many=True)
+        yield from guarded(
+            shape,
+            "breakdown",
+            device,
+            lambda: breakdown(ours_pre.train(), x, mask, labels, amp, device, args),
+            many=True,
+        )
 
 
 def interleave(timings: list[tuple[float, float]]) -> tuple[float, float, float, float]:
@@ -355,9 +370,14 @@ def data_throughput(max_batch_seconds: float, num_workers: int, epochs: int = 3)
 
     root = ensure_demo_corpus()
     data = UniSpeechDataModule(
-        corpus=str(root / "en"), unlabeled_corpus=str(root / "es"), unlabeled_splits=["train", "other"],
-        mode="pretraining", max_batch_seconds=max_batch_seconds, num_workers=num_workers,
-        persistent_workers=num_workers > 0, pin_memory=False,
+        corpus=str(root / "en"),
+        unlabeled_corpus=str(root / "es"),
+        unlabeled_splits=["train", "other"],
+        mode="pretraining",
+        max_batch_seconds=max_batch_seconds,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=False,
     )
     data.prepare_data()
     data.setup("fit")
@@ -368,7 +388,7 @@ def data_throughput(max_batch_seconds: float, num_workers: int, epochs: int = 3)
         if epoch == 1:
             audio, start = 0.0, time.perf_counter()
         for batch in loader:
-            audio += batch["attention_mask"].sum().item() / SAMPLE_RATE
+            audio += batch["attention_mask"].sum().item() / SAMPLING_RATE
     return audio / (time.perf_counter() - start), num_workers
 
 
@@ -383,7 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", action="store_true", help="also time the input pipeline (demo corpus)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --data")
     parser.add_argument("--peak-tflops", type=float, help="MFU denominator (default: by GPU name)")
-    parser.add_argument("--transcribe", action="store_true", help="also time transcription of files, ours vs transformers")
+    parser.add_argument(
+        "--transcribe", action="store_true", help="also time transcription of files, ours vs transformers"
+    )
     args = parser.parse_args(argv)
     global PEAK_OVERRIDE
     PEAK_OVERRIDE = args.peak_tflops * 1e12 if args.peak_tflops else None
@@ -392,12 +414,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     import transformers
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, device "
-          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
-          f"({torch.get_num_threads()} threads), precision {'bf16 autocast' if device.type == 'cuda' else 'float32'}")
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, device "
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
+        f"({torch.get_num_threads()} threads), precision {'bf16 autocast' if device.type == 'cuda' else 'float32'}"
+    )
     print("MFU = analytic forward FLOPs x (3 for training, 1 for inference) / step time / peak bf16 FLOP/s")
-    print("forward FLOPs = 2 x multiply-adds of the 7 convs, feature projection, positional conv, "
-          "L x (8 H^2 T + 4 T^2 H + 4 H I T), quantizer logits")
+    print(
+        "forward FLOPs = 2 x multiply-adds of the 7 convs, feature projection, positional conv, "
+        "L x (8 H^2 T + 4 T^2 H + 4 H I T), quantizer logits"
+    )
     header = "| shape | step | ours audio-s/s | transformers audio-s/s | ratio |"
     if device.type == "cuda":
         header += " ours MFU | transformers MFU | ours step MiB/audio-s | transformers step MiB/audio-s |"
@@ -415,8 +441,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.data:
         _, batch, seconds = SHAPES[shapes[0]]
         speed, workers = data_throughput(batch * seconds, args.workers)
-        print(f"\ninput pipeline: {speed:,.0f} audio-s/s delivered with {workers} workers "
-              f"(batches of <= {batch * seconds:.0f} s); compare with the step rows above")
+        print(
+            f"\ninput pipeline: {speed:,.0f} audio-s/s delivered with {workers} workers "
+            f"(batches of <= {batch * seconds:.0f} s); compare with the step rows above"
+        )
 
 
 if __name__ == "__main__":

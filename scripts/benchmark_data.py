@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from unispeech.data.audio import load_audio, resample, to_mono
+from unispeech.data.audio import SAMPLING_RATE, load_audio, resample, to_mono
 from unispeech.data.sampler import DurationBucketSampler, padding_fraction
 
 
@@ -54,7 +54,7 @@ def throughput(paths: list[Path], seconds_total: float, repeats: int = 5) -> dic
 
     def resample_all() -> None:
         for wav, sr in decoded:
-            resample(wav, sr, 16_000)
+            resample(wav, sr, SAMPLING_RATE)
 
     def full() -> None:
         for p in paths:
@@ -63,8 +63,11 @@ def throughput(paths: list[Path], seconds_total: float, repeats: int = 5) -> dic
     t_decode = min(cpu_time(decode_all) for _ in range(repeats))
     t_resample = min(cpu_time(resample_all) for _ in range(repeats))
     t_full = min(cpu_time(full) for _ in range(repeats))
-    return {"decode": seconds_total / t_decode, "resample": seconds_total / t_resample if t_resample else float("inf"),
-            "load_audio": seconds_total / t_full}
+    return {
+        "decode": seconds_total / t_decode,
+        "resample": seconds_total / t_resample if t_resample else float("inf"),
+        "load_audio": seconds_total / t_full,
+    }
 
 
 def padding_table(n: int = 50_000, seed: int = 0) -> list[tuple[str, float, float, float]]:
@@ -79,8 +82,14 @@ def padding_table(n: int = 50_000, seed: int = 0) -> list[tuple[str, float, floa
             order = rng.permutation(n)
             size = max(1, round(mean_size))
             random_batches = [order[i : i + size] for i in range(0, n, size)]
-            rows.append((f"{cap:.0f} s / width {width:.2f}", mean_size, padding_fraction(batches, durations),
-                         padding_fraction(random_batches, durations)))
+            rows.append(
+                (
+                    f"{cap:.0f} s / width {width:.2f}",
+                    mean_size,
+                    padding_fraction(batches, durations),
+                    padding_fraction(random_batches, durations),
+                )
+            )
     return rows, float(durations.mean())
 
 
@@ -96,13 +105,18 @@ def main() -> None:
             mp3.append(Path(tmp) / f"c{i}.mp3")
             sf.write(mp3[-1], speechlike(args.seconds, 48_000, rng), 48_000, format="MP3")
             flac.append(Path(tmp) / f"c{i}.flac")
-            sf.write(flac[-1], speechlike(args.seconds, 16_000, rng), 16_000, format="FLAC")
+            sf.write(flac[-1], speechlike(args.seconds, SAMPLING_RATE, rng), SAMPLING_RATE, format="FLAC")
         total = args.clips * args.seconds
         results = {"MP3 48 kHz -> 16 kHz": throughput(mp3, total), "FLAC 16 kHz": throughput(flac, total)}
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} logical cores; "
-          f"python {platform.python_version()}, soundfile {sf.__version__} (libsndfile {sf.__libsndfile_version__}), "
-          f"soxr {soxr.__version__}, numpy {np.__version__}")
-    print(f"\n{args.clips} clips x {args.seconds:.0f} s; audio-seconds per CPU-second, one thread (x real time per core)\n")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} logical cores; "
+        f"python {platform.python_version()}, soundfile {sf.__version__} (libsndfile {sf.__libsndfile_version__}), "
+        f"soxr {soxr.__version__}, numpy {np.__version__}"
+    )
+    print(
+        f"\n{args.clips} clips x {args.seconds:.0f} s; audio-seconds per CPU-second, one thread "
+        "(x real time per core)\n"
+    )
     print("| input | decode | resample (soxr HQ) | load_audio (both) |\n|---|---|---|---|")
     for name, r in results.items():
         no_op = name.startswith("FLAC 16")  # already at 16 kHz: resample() returns its input

@@ -23,14 +23,17 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from benchmark import SHAPES, model_config
+from unispeech.data.audio import SAMPLING_RATE
+
 from benchmark_data import speechlike
+from benchmark_shapes import SHAPES, model_config
 
 CLIPS = {"cpu": 16, "cuda": 512}
 
@@ -77,7 +80,7 @@ def transformers_transcriber(model_dir: Path, device: torch.device, dtype: torch
         texts = []
         for start in range(0, len(paths), batch_size):
             waves = [load_audio(p) for p in paths[start : start + batch_size]]
-            batch = features(waves, sampling_rate=16000, padding=True, return_tensors="pt").to(device)
+            batch = features(waves, sampling_rate=SAMPLING_RATE, padding=True, return_tensors="pt").to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(batch.input_values, attention_mask=batch.attention_mask).logits
             texts += tokenizer.batch_decode(logits.argmax(-1).cpu())
@@ -86,8 +89,14 @@ def transformers_transcriber(model_dir: Path, device: torch.device, dtype: torch
     return run
 
 
-def transcribe_rows(shape: str, device: torch.device, clips: int | None = None, repeats: int = 3,
-                    batch_sizes: tuple[int, ...] | None = None, precisions: tuple[str, ...] = ("fp32", "bf16")) -> list[str]:
+def transcribe_rows(
+    shape: str,
+    device: torch.device,
+    clips: int | None = None,
+    repeats: int = 3,
+    batch_sizes: tuple[int, ...] | None = None,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> list[str]:
     """One table row per (precision, batch size): audio-s/s and real-time factor of both sides,
     and the ratio."""
     from unispeech.transcribe import DEFAULT_BATCH_SIZE, Transcriber, autocast_dtype
@@ -101,7 +110,7 @@ def transcribe_rows(shape: str, device: torch.device, clips: int | None = None, 
         for precision, batch_size in itertools.product(precisions, batch_sizes):
             ours = Transcriber(str(model_dir), str(device), precision=precision)
             theirs = transformers_transcriber(model_dir, device, autocast_dtype(precision, device), batch_size)
-            sides = [lambda: ours.transcribe(paths, batch_size, progress=False), lambda: theirs(paths)]
+            sides = [partial(ours.transcribe, paths, batch_size, progress=False), partial(theirs, paths)]
             for side in sides:  # warm-up: allocator, kernels, file cache
                 side()
             times: list[list[float]] = [[], []]
@@ -126,16 +135,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", choices=list(SHAPES), default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--clips", type=int, default=None, help="number of files (default: 24 on CPU, 512 on GPU)")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=None,
-                        help="files per batch, both sides (default: ours for the device, and 8)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="files per batch, both sides (default: ours for the device, and 8)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=("fp32", "bf16"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     shape = args.shape or ("base" if device.type == "cuda" else "small")
     print("| shape | step | ours audio-s/s | transformers audio-s/s | ratio |\n|---|---|---|---|---|")
-    for row in transcribe_rows(shape, device, args.clips, args.repeats,
-                               tuple(args.batch_size) if args.batch_size else None, tuple(args.precision)):
+    for row in transcribe_rows(
+        shape,
+        device,
+        args.clips,
+        args.repeats,
+        tuple(args.batch_size) if args.batch_size else None,
+        tuple(args.precision),
+    ):
         print(row, flush=True)
 
 

@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output_dir")
     parser.add_argument("--task", choices=["pretraining", "ctc"], default="pretraining")
     parser.add_argument("--config-json", help="JSON file of UniSpeechConfig fields that override the derived ones")
-    parser.add_argument("--trust-pickle", action="store_true", help="allow arbitrary pickled objects (trusted files only)")
+    parser.add_argument(
+        "--trust-pickle", action="store_true", help="allow arbitrary pickled objects (trusted files only)"
+    )
     args = parser.parse_args(argv)
 
     state, train_args = load_fairseq_checkpoint(args.checkpoint, trust_pickle=args.trust_pickle)

@@ -1,5 +1,7 @@
 """Generate (once) the embedded espeak-ng demo corpus and print where it is.
 
+Usage:
+
     python scripts/make_demo_corpus.py [--cache-dir DIR]
 """
 

@@ -46,14 +46,22 @@ ARMS = ("scratch", "supervised", "self-supervised", "unispeech")
 # the labeled source rows: with unlabeled rows in the batch it would train their contrastive
 # term too. It also gets no CTC ramp, which would make its first updates self-supervised.
 ARM_PRETRAINING = {
-    "supervised": ["model.ctc_alpha=1.0", "task.module.ctc_alpha_ramp=null",
-                   "data.unlabeled_corpus=null", "data.unlabeled_splits=[]"],
+    "supervised": [
+        "model.ctc_alpha=1.0",
+        "task.module.ctc_alpha_ramp=null",
+        "data.unlabeled_corpus=null",
+        "data.unlabeled_splits=[]",
+    ],
     "self-supervised": ["model.ctc_alpha=0.0"],
     "unispeech": ["model.ctc_alpha=0.5"],
 }
 
-COMMON = ["logger=csv", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
-          "trainer.enable_model_summary=false"]
+COMMON = [
+    "logger=csv",
+    "callbacks.progress_bar=null",
+    "+trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 
 @dataclass(frozen=True)
@@ -69,22 +77,56 @@ class Size:
 
 # The cpu size: the replication corpus (1 h labeled English, 1 h unlabeled Spanish, 10 min
 # labeled Spanish), the tiny model, budgets that fit 2 CPU cores in 45 minutes.
-CPU_PRETRAIN = ("recipe=null", "data=replication", "task=pretrain", "model=tiny", "trainer=cpu",
-                "trainer.max_steps=1500", "trainer.val_check_interval=500", "export_after_fit=false")
-CPU_FINETUNE = ("recipe=null", "data=replication_ctc", "task=ctc_demo", "model=tiny", "trainer=cpu",
-                "model.mask_time_prob=0.1", "trainer.max_steps=600", "trainer.val_check_interval=200")
+CPU_PRETRAIN = (
+    "recipe=null",
+    "data=replication",
+    "task=pretrain",
+    "model=tiny",
+    "trainer=cpu",
+    "trainer.max_steps=1500",
+    "trainer.val_check_interval=500",
+    "export_after_fit=false",
+)
+CPU_FINETUNE = (
+    "recipe=null",
+    "data=replication_ctc",
+    "task=ctc_demo",
+    "model=tiny",
+    "trainer=cpu",
+    "model.mask_time_prob=0.1",
+    "trainer.max_steps=600",
+    "trainer.val_check_interval=200",
+)
 # The demo mode runs the default run's two stages (recipes/demo/) as they are.
 SIZES = {
-    "cpu": Size(pretrain=CPU_PRETRAIN, finetune=CPU_FINETUNE, corpus="cpu",
-                note="replication corpus: 1 h labeled English, 1 h unlabeled Spanish, 10 min labeled Spanish; "
-                     "tiny model, 1,500 pretraining and 600 fine-tuning updates"),
-    "demo": Size(pretrain=("recipe=demo/pretrain", "export_after_fit=false"), finetune=("recipe=demo/finetune",),
-                 note="embedded demo corpus (76 s of labeled English, 110 s of Spanish audio), tiny model"),
-    "smoke": Size(pretrain=("recipe=demo/pretrain", "trainer.max_steps=4", "trainer.val_check_interval=2",
-                            "export_after_fit=false"),
-                  finetune=("recipe=demo/finetune", "trainer.max_steps=4", "trainer.val_check_interval=2",
-                            "task.module.freeze_transformer_steps=2"),
-                  seeds=(0,), note="4 updates per run on the demo corpus: checks the plumbing, not the claim"),
+    "cpu": Size(
+        pretrain=CPU_PRETRAIN,
+        finetune=CPU_FINETUNE,
+        corpus="cpu",
+        note="replication corpus: 1 h labeled English, 1 h unlabeled Spanish, 10 min labeled Spanish; "
+        "tiny model, 1,500 pretraining and 600 fine-tuning updates",
+    ),
+    "demo": Size(
+        pretrain=("recipe=demo/pretrain", "export_after_fit=false"),
+        finetune=("recipe=demo/finetune",),
+        note="embedded demo corpus (76 s of labeled English, 110 s of Spanish audio), tiny model",
+    ),
+    "smoke": Size(
+        pretrain=(
+            "recipe=demo/pretrain",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+            "export_after_fit=false",
+        ),
+        finetune=(
+            "recipe=demo/finetune",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+            "task.module.freeze_transformer_steps=2",
+        ),
+        seeds=(0,),
+        note="4 updates per run on the demo corpus: checks the plumbing, not the claim",
+    ),
 }
 
 
@@ -97,8 +139,15 @@ class Job:
     overrides: list[str] = field(default_factory=list)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "unispeech.train", f"hydra.run.dir={self.run_dir}", f"seed={self.seed}",
-                *COMMON, *self.overrides]
+        return [
+            sys.executable,
+            "-m",
+            "unispeech.train",
+            f"hydra.run.dir={self.run_dir}",
+            f"seed={self.seed}",
+            *COMMON,
+            *self.overrides,
+        ]
 
     def summary(self) -> dict | None:
         path = self.run_dir / "summary.json"
@@ -127,8 +176,13 @@ def run_job(job: Job, threads: int, force: bool, log: Path) -> dict:
         print(f"[replicate] kept    {job.arm:<16} seed {job.seed} {job.stage}", flush=True)
         return job.summary()
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"), HYDRA_FULL_ERROR="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"),
+        HYDRA_FULL_ERROR="1",
+    )
     started = time.perf_counter()
     with open(job.run_dir / "stdout.log", "w") as stdout:
         result = subprocess.run(job.command(), cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT)
@@ -137,8 +191,9 @@ def run_job(job: Job, threads: int, force: bool, log: Path) -> dict:
         handle.write(f"# {job.arm} seed {job.seed} {job.stage}: exit {result.returncode}, {elapsed:.0f} s\n")
         handle.write(shlex.join(job.command()) + "\n")
     if result.returncode != 0 or job.summary() is None:
-        raise RuntimeError(f"{job.arm} seed {job.seed} {job.stage} failed (exit {result.returncode}); "
-                           f"see {job.run_dir / 'stdout.log'}")
+        raise RuntimeError(
+            f"{job.arm} seed {job.seed} {job.stage} failed (exit {result.returncode}); see {job.run_dir / 'stdout.log'}"
+        )
     print(f"[replicate] done    {job.arm:<16} seed {job.seed} {job.stage} in {elapsed:.0f} s", flush=True)
     return job.summary()
 
@@ -184,9 +239,11 @@ def collect(chains: list[tuple[Job | None, Job]]) -> dict:
         if pretrain is not None and pretrain.summary():
             metrics = pretrain.summary()["metrics"]
             per_arm[pretrain.arm]["pretraining"][pretrain.seed] = {
-                k: metrics[k] for k in ("val/contrastive_accuracy", "val/codevector_perplexity", "val/per")
-                if k in metrics}
-    for arm, entry in per_arm.items():
+                k: metrics[k]
+                for k in ("val/contrastive_accuracy", "val/codevector_perplexity", "val/per")
+                if k in metrics
+            }
+    for entry in per_arm.values():
         values = list(entry["test_per"].values())
         entry["mean"], entry["std"] = mean_std(values) if values else (float("nan"), float("nan"))
     return per_arm
@@ -204,8 +261,12 @@ def verdict(results: dict) -> dict:
     ordering = u["mean"] < best_part["mean"] < z["mean"]
     margin = min(best_part["mean"] - u["mean"], z["mean"] - best_part["mean"])
     spread = max(r["std"] for r in (u, s, t, z))
-    return {"ordering_holds": bool(ordering), "margin": margin, "largest_std": spread,
-            "margin_exceeds_spread": bool(ordering and margin > spread)}
+    return {
+        "ordering_holds": bool(ordering),
+        "margin": margin,
+        "largest_std": spread,
+        "margin_exceeds_spread": bool(ordering and margin > spread),
+    }
 
 
 def report(results: dict, size_name: str, size: Size) -> str:
@@ -222,9 +283,11 @@ def report(results: dict, size_name: str, size: Size) -> str:
         lines.append(f"unispeech vs {other:<16} {relative_gain(u, results[other]['mean']):+6.1f} % relative PER")
     v = verdict(results)
     lines.append("")
-    lines.append("ordering unispeech < min(self-supervised, supervised) < scratch: "
-                 + ("holds" if v["ordering_holds"] else "does NOT hold")
-                 + f"; margin {v['margin']:.3f} vs largest seed std {v['largest_std']:.3f}")
+    lines.append(
+        "ordering unispeech < min(self-supervised, supervised) < scratch: "
+        + ("holds" if v["ordering_holds"] else "does NOT hold")
+        + f"; margin {v['margin']:.3f} vs largest seed std {v['largest_std']:.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -257,8 +320,12 @@ def plot(results: dict, chains: list[tuple[Job | None, Job]], out: Path) -> None
         for ax, key in zip(axes, keys):
             points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
             if points:
-                ax.plot(*zip(*points), color=colors[pretrain.arm], alpha=0.8,
-                        label=pretrain.arm if pretrain.seed == chains[0][1].seed else None)
+                ax.plot(
+                    *zip(*points),
+                    color=colors[pretrain.arm],
+                    alpha=0.8,
+                    label=pretrain.arm if pretrain.seed == chains[0][1].seed else None,
+                )
     for ax, key in zip(axes, keys):
         ax.set_title(key)
         ax.set_xlabel("update")
@@ -287,15 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     results = collect(chains)
     text = report(results, args.size, size)
     print("\n" + text)
-    record = {"size": args.size, "note": size.note, "seeds": list(size.seeds), "arms": results,
-              "verdict": verdict(results), "wall_seconds": round(time.perf_counter() - started, 1),
-              "pretrain_overrides": {a: list(size.pretrain) + o for a, o in ARM_PRETRAINING.items()},
-              "finetune_overrides": list(size.finetune)}
+    record = {
+        "size": args.size,
+        "note": size.note,
+        "seeds": list(size.seeds),
+        "arms": results,
+        "verdict": verdict(results),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "pretrain_overrides": {a: list(size.pretrain) + o for a, o in ARM_PRETRAINING.items()},
+        "finetune_overrides": list(size.finetune),
+    }
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "results.txt").write_text(text + "\n")
     plot(results, chains, out)
-    print(f"\n[replicate] {out / 'results.json'}, results.png, pretraining_curves.png "
-          f"({record['wall_seconds']:.0f} s)")
+    print(f"\n[replicate] {out / 'results.json'}, results.png, pretraining_curves.png ({record['wall_seconds']:.0f} s)")
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unispeech.tasks.inference import load_trained_model
 from unispeech.tasks.metrics import ErrorRates, greedy_decode, reference_tokens
@@ -30,8 +30,14 @@ SPLITS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_da
 
 
 @torch.inference_mode()
-def evaluate(checkpoint: str, datamodule: Any, split: str = "test", batch_limit: int | None = None,
-             device: str = "cpu", examples: int = 5) -> dict[str, Any]:
+def evaluate(
+    checkpoint: str,
+    datamodule: Any,
+    split: str = "test",
+    batch_limit: int | None = None,
+    device: str = "cpu",
+    examples: int = 5,
+) -> dict[str, Any]:
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} must be one of {sorted(SPLITS)}")
     model, info = load_trained_model(checkpoint)

@@ -51,8 +51,13 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    task = instantiate(cfg.task.module, model=plain(cfg.model), seed=int(cfg.seed),
-                       **task_class.data_arguments(datamodule), _convert_="all")
+    task = instantiate(
+        cfg.task.module,
+        model=plain(cfg.model),
+        seed=int(cfg.seed),
+        **task_class.data_arguments(datamodule),
+        _convert_="all",
+    )
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     return finish_run(cfg, trainer, task, datamodule, loggers, output_dir)
 

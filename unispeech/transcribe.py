@@ -61,7 +61,9 @@ def find_audio(inputs: Iterable[str]) -> list[Path]:
 class Transcriber:
     """A CTC model + its vocabulary; ``transcribe(paths)`` → records."""
 
-    def __init__(self, model_source: str, device: str = "cpu", precision: str = "auto", workers: int | None = None) -> None:
+    def __init__(
+        self, model_source: str, device: str = "cpu", precision: str = "auto", workers: int | None = None
+    ) -> None:
         self.model, info = load_trained_model(model_source)
         if info["task"] != "ctc":
             raise ValueError(f"{model_source} is a {info['task']} model; transcription needs a CTC fine-tuned one")
@@ -73,7 +75,9 @@ class Transcriber:
         self.autocast_dtype = autocast_dtype(precision, self.device)
         # On a CPU torch's threads already use every core and more decoding threads slow them
         # (measured: 2 threads 7 % slower than 1 on 2 cores); a GPU leaves the cores to decoding.
-        self.workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if self.device.type == "cuda" else 1)
+        self.workers = (
+            workers if workers is not None else (min(8, os.cpu_count() or 1) if self.device.type == "cuda" else 1)
+        )
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.model.to(self.device)
@@ -94,7 +98,9 @@ class Transcriber:
         lengths = self.model.get_feat_extract_output_lengths(samples)
         return greedy_decode(logits, lengths, self.vocabulary)
 
-    def transcribe(self, files: Sequence[Path], batch_size: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    def transcribe(
+        self, files: Sequence[Path], batch_size: int | None = None, progress: bool = True
+    ) -> list[dict[str, Any]]:
         """One record per file, in the order given. A file that cannot be read gets a record
         with an `error` (and a warning naming it) instead of stopping the run."""
         batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8)
@@ -133,7 +139,10 @@ class Transcriber:
         if audio_seconds > 0:
             logger.info(
                 "transcribed %.1f s of audio in %.1f s: %.1f audio-s/s, real-time factor %.4f",
-                audio_seconds, elapsed, audio_seconds / elapsed, elapsed / audio_seconds,
+                audio_seconds,
+                elapsed,
+                audio_seconds / elapsed,
+                elapsed / audio_seconds,
             )
         return [records[f] for f in files]
 
@@ -223,13 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Transcribe audio with a fine-tuned UniSpeech CTC model.")
     parser.add_argument("inputs", nargs="+", help="audio files or directories")
     parser.add_argument("--model", required=True, help=".ckpt from unispeech.train or an exported directory")
-    parser.add_argument("--batch-size", type=_positive_int, default=None, help="files per batch (default: 1 on a CPU, 16 on a GPU)")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="files per batch (default: 1 on a CPU, 16 on a GPU)"
+    )
     parser.add_argument("--format", choices=("json", "tsv"), default="json")
     parser.add_argument("--output", help="file to write (default: stdout)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 autocast on a GPU, float32 on a CPU")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU, float32 on a CPU"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

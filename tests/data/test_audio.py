@@ -16,8 +16,13 @@ from datafakes import tone
 
 @pytest.mark.parametrize(
     "suffix,fmt,subtype,rate",
-    [(".wav", "WAV", "PCM_16", 16_000), (".flac", "FLAC", "PCM_16", 16_000), (".mp3", "MP3", None, 48_000),
-     (".ogg", "OGG", "VORBIS", 44_100), (".opus", "OGG", "OPUS", 48_000)],
+    [
+        (".wav", "WAV", "PCM_16", 16_000),
+        (".flac", "FLAC", "PCM_16", 16_000),
+        (".mp3", "MP3", None, 48_000),
+        (".ogg", "OGG", "VORBIS", 44_100),
+        (".opus", "OGG", "OPUS", 48_000),
+    ],
 )
 def test_every_format_decodes_to_16k_mono(tmp_path, suffix, fmt, subtype, rate):
     path = tmp_path / f"clip{suffix}"
@@ -71,16 +76,22 @@ def test_missing_and_corrupt_files_raise(tmp_path):
 # -- feature extractor -------------------------------------------------------------------
 def _waves():
     rng = np.random.default_rng(3)
-    return [rng.standard_normal(n).astype(np.float32) * s + m for n, s, m in ((16_000, 0.5, 0.1), (9_000, 2.0, -1), (12_345, 0.1, 0))]
+    return [
+        rng.standard_normal(n).astype(np.float32) * s + m
+        for n, s, m in ((16_000, 0.5, 0.1), (9_000, 2.0, -1), (12_345, 0.1, 0))
+    ]
 
 
 def test_feature_extractor_matches_transformers():
     from transformers import Wav2Vec2FeatureExtractor
 
     waves = _waves()
-    ours = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)(waves, sampling_rate=16_000, return_tensors="np")
-    ref = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True,
-                                   return_attention_mask=True)(waves, sampling_rate=16_000, padding=True, return_tensors="np")
+    ours = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)(
+        waves, sampling_rate=16_000, return_tensors="np"
+    )
+    ref = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )(waves, sampling_rate=16_000, padding=True, return_tensors="np")
     assert ours["input_values"].shape == (3, 16_000)
     np.testing.assert_allclose(ours["input_values"], ref["input_values"], atol=1e-5)
     np.testing.assert_array_equal(ours["attention_mask"], ref["attention_mask"])

@@ -10,27 +10,30 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datafakes import CV_HEADER, cv_row, tone, write_tsv
 from unispeech.data.audio import load_audio
 from unispeech.data.commonvoice import build_finetune_subset, load_commonvoice, read_tsv
 from unispeech.data.corpus import make_table
 from unispeech.data.sources import load_audio_folder, load_hf_corpus, load_manifest
+
+from datafakes import CV_HEADER, cv_row, tone, write_tsv
 
 
 def test_read_tsv_keeps_quotes_and_empty_fields(fake_cv):
     table = read_tsv(fake_cv / "en" / "train.tsv")
     assert list(table) == CV_HEADER
     sentences = table["sentence"]
-    assert '"quoted" text' in sentences      # pandas' default quoting would strip the quotes
-    assert "" in sentences                    # ... and turn this into NaN
+    assert '"quoted" text' in sentences  # pandas' default quoting would strip the quotes
+    assert "" in sentences  # ... and turn this into NaN
     assert table["accents"][0] == ""
     dev = read_tsv(fake_cv / "en" / "dev.tsv")
-    assert dev["sentence"] == ["NA"]          # not a missing value
+    assert dev["sentence"] == ["NA"]  # not a missing value
 
 
 def test_commonvoice_train_skips_every_defect_with_counts(fake_cv, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="unispeech.data"):
-        table, report = load_commonvoice(fake_cv, "en", "train", min_duration=0.5, max_duration=20.0, cache_dir=tmp_path)
+        table, report = load_commonvoice(
+            fake_cv, "en", "train", min_duration=0.5, max_duration=20.0, cache_dir=tmp_path
+        )
     assert sorted(table["id"]) == ["a1", "a2", "b1", "b2", "quoted", "stereo"]
     assert report.skipped["missing audio file"] == ["missing"]
     assert report.skipped["undecodable audio"] == ["corrupt"]
@@ -42,7 +45,7 @@ def test_commonvoice_train_skips_every_defect_with_counts(fake_cv, tmp_path, cap
     rows = {r["id"]: r for r in table}
     assert rows["quoted"]["text"] == '"quoted" text'
     assert rows["a1"]["speaker"] == "spk_a" and rows["a1"]["locale"] == "en"
-    assert rows["a1"]["duration"] == pytest.approx(1.5)       # from clip_durations.tsv
+    assert rows["a1"]["duration"] == pytest.approx(1.5)  # from clip_durations.tsv
     assert rows["stereo"]["duration"] == pytest.approx(2.0, abs=0.06)  # from the mp3 header
     stereo = load_audio(rows["stereo"]["path"])
     assert abs(len(stereo) - 32_000) < 0.06 * 16_000
@@ -94,8 +97,8 @@ def test_decode_check_catches_truncated_clips(tmp_path):
     decoded, _ = load_commonvoice(tmp_path, "en", "train", cache_dir=None, check="decode")
     dur_header = dict(zip(header["id"], header["duration"]))
     dur_decoded = dict(zip(decoded["id"], decoded["duration"]))
-    assert dur_header["cut"] == pytest.approx(2.0, abs=0.06)   # the header lies
-    assert dur_decoded["cut"] < 1.0                             # decoding tells the truth
+    assert dur_header["cut"] == pytest.approx(2.0, abs=0.06)  # the header lies
+    assert dur_decoded["cut"] < 1.0  # decoding tells the truth
 
 
 def _speaker_table(n_speakers=30, per_speaker=10, seconds=4.0):
@@ -114,7 +117,7 @@ def test_finetune_subset_is_seeded_speaker_disjoint_and_sized():
     excluded = {"spk0", "spk1", "spk2"}
     subset = build_finetune_subset(table, hours=0.1, seed=7, exclude_speakers=excluded)
     total = sum(subset["duration"])
-    assert 360.0 <= total < 360.0 + 5.0          # 0.1 h reached, overshoot below one clip
+    assert 360.0 <= total < 360.0 + 5.0  # 0.1 h reached, overshoot below one clip
     assert not excluded & set(subset["speaker"])
     again = build_finetune_subset(table, hours=0.1, seed=7, exclude_speakers=excluded)
     other = build_finetune_subset(table, hours=0.1, seed=8, exclude_speakers=excluded)
@@ -134,18 +137,35 @@ def test_hf_save_to_disk_with_audio_bytes_and_path_strings(tmp_path):
     _write_clips(tmp_path / "wavs", ["x.wav", "y.flac"], seconds=1.0)
     blob = (tmp_path / "wavs" / "x.wav").read_bytes()
     ds = datasets.Dataset.from_dict(
-        {"audio": [{"bytes": blob, "path": "in_memory.wav"}, {"bytes": blob, "path": "again.wav"},
-                   {"bytes": None, "path": str(tmp_path / "wavs" / "y.flac")}],
-         "transcription": ["one", "two", 3], "spk": ["a", "b", "a"]},
-        features=datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-                                    "transcription": datasets.Value("string"), "spk": datasets.Value("string")}),
+        {
+            "audio": [
+                {"bytes": blob, "path": "in_memory.wav"},
+                {"bytes": blob, "path": "again.wav"},
+                {"bytes": None, "path": str(tmp_path / "wavs" / "y.flac")},
+            ],
+            "transcription": ["one", "two", 3],
+            "spk": ["a", "b", "a"],
+        },
+        features=datasets.Features(
+            {
+                "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                "transcription": datasets.Value("string"),
+                "spk": datasets.Value("string"),
+            }
+        ),
     )
     # A real Audio feature, as hub datasets have (cast in Arrow: no torchcodec needed).
     ds = ds.cast_column("audio", datasets.Audio())
     assert isinstance(ds.features["audio"], datasets.Audio)
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "saved"))
-    table, report = load_hf_corpus(str(tmp_path / "saved"), "train", audio_column="audio",
-                                   text_column="transcription", speaker_column="spk", cache_dir=tmp_path / "cache")
+    table, report = load_hf_corpus(
+        str(tmp_path / "saved"),
+        "train",
+        audio_column="audio",
+        text_column="transcription",
+        speaker_column="spk",
+        cache_dir=tmp_path / "cache",
+    )
     # the number 3 became the string "3": no letters, so skipped and named
     assert report.skipped == {"sentence without letters": ["train-00000002"]}
     assert table["text"] == ["one", "two"] and table["speaker"] == ["a", "b"]
@@ -159,8 +179,12 @@ def test_hf_embedded_audio_is_materialised_once(tmp_path):
     _write_clips(tmp_path / "wavs", ["y.flac"], seconds=0.75)
     ds = datasets.Dataset.from_dict(
         {"audio": [{"bytes": None, "path": str(tmp_path / "wavs" / "y.flac")}], "sentence": ["hi"]},
-        features=datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-                                    "sentence": datasets.Value("string")}),
+        features=datasets.Features(
+            {
+                "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                "sentence": datasets.Value("string"),
+            }
+        ),
     ).cast_column("audio", datasets.Audio())
     ds.save_to_disk(str(tmp_path / "one"))
     # save_to_disk embeds the file's bytes; we write them back once, keeping the suffix
@@ -172,11 +196,13 @@ def test_hf_embedded_audio_is_materialised_once(tmp_path):
 
 def test_hf_string_paths_relative_to_saved_folder_and_bad_rows(tmp_path):
     saved = tmp_path / "ds"
-    datasets.Dataset.from_dict({"file": ["clips/a.wav", "clips/missing.wav", "clips/b.wav"],
-                                "text": ["ok", "gone", None]}).save_to_disk(str(saved))
+    datasets.Dataset.from_dict(
+        {"file": ["clips/a.wav", "clips/missing.wav", "clips/b.wav"], "text": ["ok", "gone", None]}
+    ).save_to_disk(str(saved))
     _write_clips(saved / "clips", ["a.wav", "b.wav"])
-    table, report = load_hf_corpus(str(saved), "train", audio_column="file", text_column="text",
-                                   id_column=None, cache_dir=None)
+    table, report = load_hf_corpus(
+        str(saved), "train", audio_column="file", text_column="text", id_column=None, cache_dir=None
+    )
     assert table["text"] == ["ok"]
     assert report.skipped["missing audio file"] == ["train-00000001"]
     assert report.skipped["empty sentence"] == ["train-00000002"]
@@ -189,8 +215,11 @@ def test_audio_folder_and_manifest(tmp_path):
     table, report = load_audio_folder(tmp_path / "audio", min_duration=0.5, cache_dir=None)
     assert sorted(table["id"]) == ["sub/a", "sub/b"] and report.skipped  # c.wav too short
     assert table["text"] == ["", ""]
-    write_tsv(tmp_path / "audio" / "train.tsv", ["path", "text"],
-              [["sub/a.wav", '"quoted" words'], ["sub/b.flac", ""], ["nope.wav", "x"]])
+    write_tsv(
+        tmp_path / "audio" / "train.tsv",
+        ["path", "text"],
+        [["sub/a.wav", '"quoted" words'], ["sub/b.flac", ""], ["nope.wav", "x"]],
+    )
     table, report = load_manifest(tmp_path / "audio" / "train.tsv", cache_dir=None)
     assert table["id"] == ["sub/a"] and table["text"] == ['"quoted" words']
     assert report.total == 2

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from datafakes import tone, write_tsv
 from unispeech.data import UniSpeechDataModule
 from unispeech.data.tokenizer import CTCTokenizer
+
+from datafakes import tone, write_tsv
 
 
 def all_batches(loader):
@@ -19,8 +19,9 @@ def all_batches(loader):
 
 
 def test_demo_ctc_phones(unispeech_cache, tmp_path):
-    dm = UniSpeechDataModule(corpus="demo", locales=["en", "es"], num_workers=0, max_batch_seconds=30.0,
-                             tokenizer_dir=str(tmp_path / "tok"))
+    dm = UniSpeechDataModule(
+        corpus="demo", locales=["en", "es"], num_workers=0, max_batch_seconds=30.0, tokenizer_dir=str(tmp_path / "tok")
+    )
     dm.prepare_data()
     dm.setup("fit")
     assert dm.summary["train"]["utterances"] == 80 and dm.summary["val"]["utterances"] == 16
@@ -63,8 +64,10 @@ def test_ddp_ranks_split_the_epoch(unispeech_cache):
 
 
 def test_chars_on_fake_commonvoice_with_hour_subset(fake_cv, tmp_path, caplog):
-    dm = UniSpeechDataModule(corpus=str(fake_cv), label_type="chars", min_duration=0.5, num_workers=0,
-                             cache_dir=str(tmp_path / "cache"), val_splits=["dev"], test_splits=[])
+    common = dict(
+        corpus=str(fake_cv), label_type="chars", min_duration=0.5, num_workers=0, cache_dir=str(tmp_path / "cache")
+    )
+    dm = UniSpeechDataModule(**common, val_splits=["dev"], test_splits=[])
     dm.setup("fit")
     assert dm.summary["train"]["utterances"] == 6
     assert dm.skipped.total == 5
@@ -77,16 +80,23 @@ def test_chars_on_fake_commonvoice_with_hour_subset(fake_cv, tmp_path, caplog):
     batches = all_batches(dm.train_dataloader())
     assert sum(len(b["ids"]) for b in batches) == 6
     # 1-hour-style subset: a 3-second budget keeps whole speakers, never dev's speaker
-    small = UniSpeechDataModule(corpus=str(fake_cv), label_type="chars", min_duration=0.5, num_workers=0,
-                                cache_dir=str(tmp_path / "cache"), train_hours=3 / 3600, subset_seed=1, test_splits=[])
+    small = UniSpeechDataModule(**common, train_hours=3 / 3600, subset_seed=1, test_splits=[])
     small.setup("fit")
     assert 3.0 <= sum(small.tables["train"]["duration"]) < 6.0
     assert "spk_e" not in set(small.tables["train"]["speaker"])
 
 
 def test_pretraining_mixes_labeled_and_cropped_unlabeled(unispeech_cache):
-    dm = UniSpeechDataModule(corpus="demo", locales=["en", "fr", "es"], mode="pretraining", num_workers=0,
-                             labeled_fraction=0.5, language_alpha=0.5, max_sample_seconds=1.0, max_batch_seconds=20.0)
+    dm = UniSpeechDataModule(
+        corpus="demo",
+        locales=["en", "fr", "es"],
+        mode="pretraining",
+        num_workers=0,
+        labeled_fraction=0.5,
+        language_alpha=0.5,
+        max_sample_seconds=1.0,
+        max_batch_seconds=20.0,
+    )
     dm.setup("fit")
     assert dm.summary["unlabeled"]["utterances"] == 24
     batches = all_batches(dm.train_dataloader())
@@ -95,7 +105,7 @@ def test_pretraining_mixes_labeled_and_cropped_unlabeled(unispeech_cache):
     assert len(labeled) == 240  # 120 labeled once + 120 unlabeled draws (24 clips, 5 passes)
     for b in batches:
         lengths = b["attention_mask"].sum(1)
-        assert (lengths[~b["labeled"]] <= 16_000).all()          # crops
+        assert (lengths[~b["labeled"]] <= 16_000).all()  # crops
         assert ((b["labels"] != -100).any(1) == b["labeled"]).all()
     assert dm.vocab_size == len(dm.tokenizer)
 
@@ -116,8 +126,16 @@ def test_folder_pretraining_and_manifest_ctc(tmp_path):
     audio.mkdir()
     for i in range(6):
         sf.write(audio / f"u{i}.flac", tone(1.0 + 0.5 * i, 16_000), 16_000)
-    dm = UniSpeechDataModule(corpus=str(audio), mode="pretraining", label_type="none", num_workers=0,
-                             val_splits=[], test_splits=[], unlabeled_splits=[], cache_dir=str(tmp_path / "c"))
+    dm = UniSpeechDataModule(
+        corpus=str(audio),
+        mode="pretraining",
+        label_type="none",
+        num_workers=0,
+        val_splits=[],
+        test_splits=[],
+        unlabeled_splits=[],
+        cache_dir=str(tmp_path / "c"),
+    )
     assert dm.source == "folder"
     dm.setup("fit")
     batches = all_batches(dm.train_dataloader())
@@ -126,8 +144,14 @@ def test_folder_pretraining_and_manifest_ctc(tmp_path):
         _ = UniSpeechDataModule(corpus=str(audio), label_type="chars").vocab_size
     write_tsv(audio / "train.tsv", ["path", "text"], [[f"u{i}.flac", f"word number {i}"] for i in range(6)])
     write_tsv(audio / "dev.tsv", ["path", "text"], [["u0.flac", "word"]])
-    man = UniSpeechDataModule(corpus=str(audio / "train.tsv"), label_type="chars", num_workers=0,
-                              val_splits=[str(audio / "dev.tsv")], test_splits=[], cache_dir=str(tmp_path / "c"))
+    man = UniSpeechDataModule(
+        corpus=str(audio / "train.tsv"),
+        label_type="chars",
+        num_workers=0,
+        val_splits=[str(audio / "dev.tsv")],
+        test_splits=[],
+        cache_dir=str(tmp_path / "c"),
+    )
     assert man.source == "manifest"
     man.setup("fit")
     assert man.summary["train"]["utterances"] == 6 and man.summary["val"]["utterances"] == 1
@@ -160,12 +184,26 @@ def test_lightning_trainer_reshuffles_each_epoch(unispeech_cache, tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = UniSpeechDataModule(corpus="demo", locales=["es"], num_workers=1, persistent_workers=True,
-                             max_batch_seconds=15.0, val_splits=[], test_splits=[])
+    dm = UniSpeechDataModule(
+        corpus="demo",
+        locales=["es"],
+        num_workers=1,
+        persistent_workers=True,
+        max_batch_seconds=15.0,
+        val_splits=[],
+        test_splits=[],
+    )
     module = Recorder()
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                        default_root_dir=str(tmp_path))
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(module, datamodule=dm)
     assert sorted(module.seen[0]) == sorted(module.seen[1]) == sorted(dm.tables["train"]["id"])
     assert module.seen[0] != module.seen[1]  # Lightning's set_epoch reached the batch sampler
@@ -176,8 +214,13 @@ def test_dataset_survives_a_file_vanishing_mid_run(tmp_path, caplog):
 
     for name in ("a", "b"):
         sf.write(tmp_path / f"{name}.wav", tone(0.5 if name == "a" else 0.25, 16_000), 16_000)
-    ds = SpeechDataset([str(tmp_path / "a.wav"), str(tmp_path / "b.wav")], ["a", "b"], [0.5, 0.25],
-                       labels=[[5], [6, 7]], do_normalize=False)
+    ds = SpeechDataset(
+        [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")],
+        ["a", "b"],
+        [0.5, 0.25],
+        labels=[[5], [6, 7]],
+        do_normalize=False,
+    )
     (tmp_path / "a.wav").unlink()
     item = ds[0]
     assert item["id"] == "b" and item["labels"] == [6, 7] and len(item["input_values"]) == 4_000

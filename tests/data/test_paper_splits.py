@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 
 import unispeech.data
+from unispeech.data import UniSpeechDataModule, paper_splits as ps
+
 from datafakes import CV_HEADER, cv_row, tone, write_tsv
-from unispeech.data import UniSpeechDataModule
-from unispeech.data import paper_splits as ps
 
 PAPER_LANGUAGES = ("es", "fr", "it", "ky", "nl", "ru", "sv")
 LISTED = "es, fr, it, ky, nl, ru, sv"
@@ -158,9 +158,15 @@ def test_locales_without_paper_splits_list_the_ones_with(tmp_path):
 
 
 def test_datamodule_trains_on_the_paper_phones(paper_lists, release, tmp_path, caplog):
-    dm = UniSpeechDataModule(corpus=str(release / "fr"), paper_splits=True, phone_labels="paper",
-                             train_hours=3 / 3600, num_workers=0, max_batch_seconds=30.0,
-                             cache_dir=str(tmp_path / "cache"))
+    dm = UniSpeechDataModule(
+        corpus=str(release / "fr"),
+        paper_splits=True,
+        phone_labels="paper",
+        train_hours=3 / 3600,
+        num_workers=0,
+        max_batch_seconds=30.0,
+        cache_dir=str(tmp_path / "cache"),
+    )
     assert (dm.train_splits, dm.val_splits, dm.test_splits) == (["train_1h"], ["val_1h"], ["test_1h"])
     with caplog.at_level(logging.INFO, logger="unispeech.data"):
         dm.setup("fit")
@@ -185,8 +191,15 @@ def test_default_labels_phonemize_the_release_sentences(paper_lists, release, tm
     pytest.importorskip("phonemizer")
     from unispeech.data.phonemes import phonemize
 
-    dm = UniSpeechDataModule(corpus=str(release), locales=["fr"], paper_splits="1h", val_splits=[],
-                             test_splits=[], num_workers=0, cache_dir=str(tmp_path / "cache"))
+    dm = UniSpeechDataModule(
+        corpus=str(release),
+        locales=["fr"],
+        paper_splits="1h",
+        val_splits=[],
+        test_splits=[],
+        num_workers=0,
+        cache_dir=str(tmp_path / "cache"),
+    )
     dm.setup("fit")
     table = dm.tables["train"]
     assert table["id"] == expected_ids("train_1h") and not dm.has_split("val")
@@ -204,12 +217,19 @@ def test_recipes_use_the_paper_splits_where_the_paper_has_them(tmp_path):
     register()
 
     release = tmp_path / "cv-corpus-23.0-2025-09-05"
-    for language, locale, expected in (("sv", "sv-SE", "sv-SE"), ("tr", "tr", None)):
+    for locale, expected in (("sv-SE", "sv-SE"), ("tr", None)):
         (release / locale / "clips").mkdir(parents=True)
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(Path(config_dir()).resolve()), version_base="1.3"):
-            cfg = compose("train", ["recipe=commonvoice/finetune", f"language={locale}",
-                                    f"paths.data_root={tmp_path}", f"paths.cache_dir={tmp_path}/cache"])
+            cfg = compose(
+                "train",
+                [
+                    "recipe=commonvoice/finetune",
+                    f"language={locale}",
+                    f"paths.data_root={tmp_path}",
+                    f"paths.cache_dir={tmp_path}/cache",
+                ],
+            )
         GlobalHydra.instance().clear()
         assert cfg.data.paper_splits == "auto" and cfg.data.phone_labels == "phonemizer"
         dm = instantiate(cfg.data)

@@ -33,7 +33,10 @@ def test_known_words(locale, text, expected):
 
 
 def test_word_boundary_is_optional_and_punctuation_dropped():
-    with_b, without_b = phonemize(["Hello, world!"], "en")[0], phonemize(["Hello, world!"], "en", word_boundary=False)[0]
+    with_b, without_b = (
+        phonemize(["Hello, world!"], "en")[0],
+        phonemize(["Hello, world!"], "en", word_boundary=False)[0],
+    )
     assert with_b == "h ə l oʊ | w ɜː l d"
     assert without_b == "h ə l oʊ w ɜː l d"
     assert phonemize(["", "   "], "en") == ["", ""]

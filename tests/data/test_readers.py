@@ -7,12 +7,12 @@ import datasets
 import pytest
 import soundfile as sf
 
-from datafakes import tone, write_tsv
-from unispeech.data import UniSpeechDataModule
-from unispeech.data import sources
+from unispeech.data import UniSpeechDataModule, sources
 from unispeech.data.loaders import ResumableLoader
 from unispeech.data.read_options import ReadOptions
 from unispeech.data.sources import SplitRequest, detect_source, load_manifest, read_source
+
+from datafakes import tone, write_tsv
 
 
 @pytest.fixture
@@ -65,8 +65,15 @@ def test_a_registered_reader_is_a_source_of_the_datamodule(manifest_folder, monk
         return [(table.select(range(len(table) - 1, -1, -1)), report)]
 
     monkeypatch.setitem(sources.READERS, "reversed", read_reversed)
-    dm = UniSpeechDataModule(corpus=str(manifest_folder), source="reversed", label_type="chars", num_workers=0,
-                             max_duration=3.0, test_splits=[], cache_dir=str(manifest_folder / "cache"))
+    dm = UniSpeechDataModule(
+        corpus=str(manifest_folder),
+        source="reversed",
+        label_type="chars",
+        num_workers=0,
+        max_duration=3.0,
+        test_splits=[],
+        cache_dir=str(manifest_folder / "cache"),
+    )
     dm.setup("fit")
     assert seen == [("train", True, 3.0), ("dev", True, 3.0)]
     assert dm.tables["train"]["id"] == ["u4", "u3", "u2", "u1", "u0"]  # u5 (3.5 s) is too long
@@ -80,8 +87,15 @@ def test_modes_are_listed_and_checked():
 
 
 def test_training_loader_resumes_mid_epoch(manifest_folder):
-    dm = UniSpeechDataModule(corpus=str(manifest_folder / "train.tsv"), label_type="chars", num_workers=0,
-                             max_batch_size=1, val_splits=[], test_splits=[], cache_dir=str(manifest_folder / "c"))
+    dm = UniSpeechDataModule(
+        corpus=str(manifest_folder / "train.tsv"),
+        label_type="chars",
+        num_workers=0,
+        max_batch_size=1,
+        val_splits=[],
+        test_splits=[],
+        cache_dir=str(manifest_folder / "c"),
+    )
     loader = dm.train_dataloader()
     assert isinstance(loader, ResumableLoader)
     loader.batch_sampler.set_epoch(3)

@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 
 from unispeech.data.commonvoice import CV_COLUMNS, load_commonvoice, read_tsv
-from unispeech.data.demo_corpus import HEADER
 from unispeech.data.synthetic_corpus import (
     COMMON_WORDS,
     EVAL_SPLITS,
@@ -56,13 +55,12 @@ def _speakers(root, locale: str, split: str) -> set[str]:
 def test_layout_and_header(smoke, cache):
     assert smoke == cache / "replication" / f"v{VERSION}" / "smoke" / "cv-corpus-replication-smoke"
     assert sorted(p.name for p in smoke.iterdir()) == ["en", "es"]
-    assert HEADER == CV_COLUMNS
     spec = SIZES["smoke"]
     for locale in ("en", "es"):
         loc = smoke / locale
         tables = {split: read_tsv(loc / f"{split}.tsv") for split in ("train", "dev", "test", "validated", "other")}
         for split, table in tables.items():
-            assert (loc / f"{split}.tsv").read_text(encoding="utf-8").split("\n")[0] == "\t".join(HEADER)
+            assert (loc / f"{split}.tsv").read_text(encoding="utf-8").split("\n")[0] == "\t".join(CV_COLUMNS)
             assert set(table.get("locale", [])) <= {locale}
         for split in SPLITS[locale]:
             speakers, per_speaker = spec.split(locale, split)
@@ -85,8 +83,11 @@ def test_eval_speakers_appear_nowhere_else(smoke):
             others = set().union(*(v for k, v in every.items() if k != (locale, split)))
             assert not ids & others, f"{locale}/{split} shares speakers with another split"
     # ...and not even their timbre: a dev/test voice variant is used by no other speaker.
-    rows = [(loc, s, v) for loc in ("en", "es")
-            for s, v in zip(*(read_tsv(smoke / loc / "speakers.tsv")[c] for c in ("split", "variant")))]
+    rows = [
+        (loc, s, v)
+        for loc in ("en", "es")
+        for s, v in zip(*(read_tsv(smoke / loc / "speakers.tsv")[c] for c in ("split", "variant")))
+    ]
     for locale, split, variant in rows:
         if split in EVAL_SPLITS:
             assert [r for r in rows if r[2] == variant] == [(locale, split, variant)]
@@ -128,8 +129,9 @@ def test_sentences_are_varied(smoke):
     words = {w.strip("¿?.,").lower() for _ in range(100) for w in make_sentence(rng, "es", 10).split()}
     assert len(words) > 400  # the demo corpus has 40 words per language
     for locale in ("en", "es"):
-        sentences = [s for split in ("validated", "other")
-                     for s in read_tsv(smoke / locale / f"{split}.tsv")["sentence"]]
+        sentences = [
+            s for split in ("validated", "other") for s in read_tsv(smoke / locale / f"{split}.tsv")["sentence"]
+        ]
         assert len({w.strip("¿?.,").lower() for s in sentences for w in s.split()}) > 60
 
 
@@ -143,8 +145,7 @@ def test_espeak_reads_the_made_up_words():
         assert all(phones.values())
         # Spelled-out words get a stress mark per letter ("ces" -> sˌiːˌiːˈɛs); numerals
         # become several words ("vi" -> ɹˌoʊmən sˈɪks).
-        spelled = [w for w, p in phones.items()
-                   if " " in p or p.count("ˈ") + p.count("ˌ") >= max(3, len(w) // 2 + 1)]
+        spelled = [w for w, p in phones.items() if " " in p or p.count("ˈ") + p.count("ˌ") >= max(3, len(w) // 2 + 1)]
         assert len(spelled) <= 2, spelled
 
 
@@ -171,8 +172,11 @@ def test_second_call_is_cached_and_cli_prints_summary(smoke, cache, capsys):
 def test_size_table_and_speaker_plans():
     mean_clip = (MIN_SECONDS + MAX_SECONDS) / 2
     cpu = SIZES["cpu"]
-    hours = {(loc, s): cpu.split(loc, s)[0] * cpu.split(loc, s)[1] * mean_clip / 3600
-             for loc in ("en", "es") for s in SPLITS[loc]}
+    hours = {
+        (loc, s): cpu.split(loc, s)[0] * cpu.split(loc, s)[1] * mean_clip / 3600
+        for loc in ("en", "es")
+        for s in SPLITS[loc]
+    }
     assert hours[("en", "train")] == pytest.approx(1.0, rel=0.1)
     assert hours[("es", "other")] == pytest.approx(1.0, rel=0.1)
     assert hours[("es", "train")] * 60 == pytest.approx(10, rel=0.1)

@@ -36,8 +36,8 @@ def test_every_utterance_once_equal_batch_counts_and_cap(world, n):
     durations = cv_like_durations(n, seed=n)
     per_rank, samplers = rank_batches(durations, world, epoch=3, max_batch_seconds=40.0, max_batch_size=12)
     counts = [len(b) for b in per_rank]
-    assert len(set(counts)) == 1, counts                      # same number of batches everywhere
-    assert counts[0] == len(samplers[0])                      # __len__ is honest
+    assert len(set(counts)) == 1, counts  # same number of batches everywhere
+    assert counts[0] == len(samplers[0])  # __len__ is honest
     used = Counter(i for batches in per_rank for batch in batches for i in batch)
     assert sorted(used) == list(range(n)) and set(used.values()) == {1}  # no loss, no repeat
     for batches in per_rank:
@@ -52,7 +52,7 @@ def test_fewer_utterances_than_ranks_repeats_and_says_so():
     assert [len(b) for b in per_rank] == [1, 1, 1, 1]
     assert samplers[0].repeated_batches == 1
     used = [i for b in per_rank for batch in b for i in batch]
-    assert set(used) == {0, 1, 2} and len(used) == 4   # one utterance seen twice, none lost
+    assert set(used) == {0, 1, 2} and len(used) == 4  # one utterance seen twice, none lost
 
 
 def test_overlong_utterance_gets_its_own_batch():
@@ -64,7 +64,7 @@ def test_epochs_reshuffle_deterministically():
     durations = cv_like_durations(500)
     sampler = DurationBucketSampler(durations, max_batch_seconds=60.0, seed=1)
     first = list(sampler)
-    assert list(sampler) == first                             # same epoch -> same batches
+    assert list(sampler) == first  # same epoch -> same batches
     sampler.set_epoch(1)
     second = list(sampler)
     assert second != first
@@ -115,7 +115,7 @@ def test_labeled_unlabeled_mixing_ratio_and_exact_coverage():
     pool = mix(epoch=0)
     n_lab = np.isin(pool, labeled).sum()
     assert len(pool) == 1000 + n_lab and n_lab / len(pool) == pytest.approx(0.25, abs=0.01)
-    assert sorted(pool[pool >= 100].tolist()) == list(range(100, 1100))   # bigger side exactly once
+    assert sorted(pool[pool >= 100].tolist()) == list(range(100, 1100))  # bigger side exactly once
     lab_counts = Counter(pool[pool < 100].tolist())
     assert set(lab_counts) == set(range(100)) and max(lab_counts.values()) - min(lab_counts.values()) <= 1
     everything = LabeledUnlabeledMixing(labeled, unlabeled, None)(0)

@@ -25,7 +25,7 @@ def test_encode_decode_round_trip_and_ctc_collapse():
     tok = CTCTokenizer.from_texts(CHAR_TEXTS, "chars")
     for text in CHAR_TEXTS:
         assert tok.decode(tok.encode(text), group_tokens=False) == text
-    h, e, l, o = (tok.vocab[c] for c in "helo")
+    h, e, l, o = (tok.vocab[c] for c in "helo")  # noqa: E741 (the letters' ids)
     # "hh<blank>e ll <blank> l o" -> "hello": repeats merge, a blank separates the double l
     assert tok.decode([h, h, 0, e, l, l, 0, l, o, o, 0]) == "hello"
     assert tok.encode("hex") == [h, e, tok.unk_token_id]
@@ -84,9 +84,15 @@ def test_transformers_phoneme_tokenizer_agrees(tmp_path):
     assert plain.convert_ids_to_tokens(list(range(len(tok)))) == tok.convert_ids_to_tokens(range(len(tok)))
 
 
-@pytest.mark.parametrize("raw,clean", [
-    ('"Quoted" Text!', "quoted text"), ("L'école, c'est ça.", "l'école c'est ça"),
-    ("  many   spaces ", "many spaces"), ("'twas -- odd", "twas odd"), ("123 go", "123 go"),
-])
+@pytest.mark.parametrize(
+    "raw,clean",
+    [
+        ('"Quoted" Text!', "quoted text"),
+        ("L'école, c'est ça.", "l'école c'est ça"),
+        ("  many   spaces ", "many spaces"),
+        ("'twas -- odd", "twas odd"),
+        ("123 go", "123 go"),
+    ],
+)
 def test_normalize_text(raw, clean):
     assert normalize_text(raw) == clean

@@ -1,6 +1,5 @@
 """Shared by the modeling tests (a module name no other test folder uses)."""
 
-
 from unispeech import UniSpeechConfig
 
 
@@ -32,5 +31,3 @@ def tiny_config(**overrides) -> UniSpeechConfig:
     )
     fields.update(overrides)
     return UniSpeechConfig(**fields)
-
-

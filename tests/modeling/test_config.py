@@ -1,9 +1,10 @@
 import json
 
 import pytest
-from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechConfig
+
+from modeling_fixtures import tiny_config
 
 transformers = pytest.importorskip("transformers")
 

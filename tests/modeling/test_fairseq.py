@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import torch
-from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechForPreTraining
+
+from modeling_fixtures import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,18 +55,36 @@ def test_fairseq_checkpoint_converts_and_gives_the_same_outputs(tmp_path, padded
     config = tiny_config(do_stable_layer_norm=True, mask_time_prob=0.5)
     model = UniSpeechForPreTraining(config).eval()
     args = argparse.Namespace(
-        encoder_embed_dim=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_embed_dim=64,
-        layer_norm_first=True, conv_bias=False, conv_pos=16, conv_pos_groups=4, latent_vars=8,
-        latent_groups=2, latent_dim=16, final_dim=16, extractor_mode="default", mask_prob=0.5, mask_length=3,
-        conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2", num_negatives=7,
-        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, encoder_layerdrop=0.0,
+        encoder_embed_dim=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_embed_dim=64,
+        layer_norm_first=True,
+        conv_bias=False,
+        conv_pos=16,
+        conv_pos_groups=4,
+        latent_vars=8,
+        latent_groups=2,
+        latent_dim=16,
+        final_dim=16,
+        extractor_mode="default",
+        mask_prob=0.5,
+        mask_length=3,
+        conv_feature_layers="[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2",
+        num_negatives=7,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        encoder_layerdrop=0.0,
     )
     ckpt = tmp_path / "checkpoint_best.pt"
     torch.save({"args": args, "model": fairseq_layout(model)}, ckpt)
     out_dir = tmp_path / "converted"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/convert_fairseq_checkpoint.py"), str(ckpt), str(out_dir)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     converted = UniSpeechForPreTraining.from_pretrained(out_dir).eval()

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from modeling_fixtures import tiny_config
 
 from unispeech.modeling.feature_encoder import FeatureEncoder
+
+from modeling_fixtures import tiny_config
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])

@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from modeling_fixtures import tiny_config
 from safetensors.torch import load_file, save_file
 
 import unispeech
 from unispeech.modeling import checkpoint
+
+from modeling_fixtures import tiny_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -117,7 +118,9 @@ def test_old_weight_norm_key_style_loads(padded_batch, tmp_path):
     model.save_pretrained(tmp_path)
     state = load_file(str(tmp_path / "model.safetensors"))
     renamed = {
-        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
         for k, v in state.items()
     }
     assert "encoder.pos_conv_embed.conv.weight_g" in renamed
@@ -143,9 +146,16 @@ def test_pretraining_checkpoint_fine_tunes_with_fresh_head(tmp_path):
     torch.testing.assert_close(
         ctc.unispeech.encoder.layers[0].attention.q_proj.weight, pre.unispeech.encoder.layers[0].attention.q_proj.weight
     )
-    cls = unispeech.UniSpeechForSequenceClassification.from_pretrained(tmp_path, id2label={0: "a", 1: "b", 2: "c", 3: "d"})
+    cls = unispeech.UniSpeechForSequenceClassification.from_pretrained(
+        tmp_path, id2label={0: "a", 1: "b", 2: "c", 3: "d"}
+    )
     assert cls.classifier.out_features == 4
-    assert cls.loading_info["missing_keys"] == ["classifier.bias", "classifier.weight", "projector.bias", "projector.weight"]
+    assert cls.loading_info["missing_keys"] == [
+        "classifier.bias",
+        "classifier.weight",
+        "projector.bias",
+        "projector.weight",
+    ]
     # a bare encoder loads from a model with a head, dropping the prefix
     base = unispeech.UniSpeechModel.from_pretrained(tmp_path)
     assert base.loading_info["missing_keys"] == []

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechForCTC, UniSpeechForPreTraining
 from unispeech.modeling.losses import ctc_loss_per_row
+
+from modeling_fixtures import tiny_config
 
 LABELS = torch.tensor([[1, 2, 3, 4], [5, 6, 7, -100], [-100, -100, -100, -100]])
 
@@ -118,8 +119,10 @@ def test_bf16_autocast_on_cpu(cls, padded_batch):
     model = cls(tiny_config()).train()
     labels = LABELS if cls is UniSpeechForPreTraining else LABELS.clamp(max=9)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = run(model, padded_batch, labels=labels) if cls is UniSpeechForPreTraining else model(
-            padded_batch[0], padded_batch[1], labels=labels
+        out = (
+            run(model, padded_batch, labels=labels)
+            if cls is UniSpeechForPreTraining
+            else model(padded_batch[0], padded_batch[1], labels=labels)
         )
     assert torch.isfinite(out.loss)
     out.loss.backward()
@@ -183,7 +186,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(padded_batch):
     torch.testing.assert_close(grads[0], grads[1])
 
 
-@pytest.mark.parametrize("cls", ["UniSpeechModel", "UniSpeechForCTC", "UniSpeechForPreTraining", "UniSpeechForSequenceClassification"])
+@pytest.mark.parametrize(
+    "cls", ["UniSpeechModel", "UniSpeechForCTC", "UniSpeechForPreTraining", "UniSpeechForSequenceClassification"]
+)
 def test_freeze_feature_encoder_stops_only_its_gradients(cls, padded_batch):
     import unispeech
 

@@ -11,11 +11,12 @@ gradient must match.
 
 import pytest
 import torch
-from modeling_fixtures import tiny_config
 
 from unispeech import UniSpeechForPreTraining
 from unispeech.modeling.checkpoint import to_hf_state_dict
 from unispeech.modeling.masking import compute_mask_indices, sample_negative_indices
+
+from modeling_fixtures import tiny_config
 
 transformers = pytest.importorskip("transformers")
 HEADS = ("project_q.", "project_hid.", "ctc_proj.")
@@ -26,15 +27,23 @@ def wav2vec2_twin(ours: UniSpeechForPreTraining):
     fields.pop("id2label", None), fields.pop("label2id", None)
     fields["proj_codevector_dim"] = ours.config.hidden_size
     theirs = transformers.Wav2Vec2ForPreTraining(transformers.Wav2Vec2Config(**fields))
-    state = {k.replace("unispeech.", "wav2vec2.", 1): v for k, v in to_hf_state_dict(ours.state_dict()).items()
-             if not k.startswith(HEADS)}
+    state = {
+        k.replace("unispeech.", "wav2vec2.", 1): v
+        for k, v in to_hf_state_dict(ours.state_dict()).items()
+        if not k.startswith(HEADS)
+    }
     h = ours.config.hidden_size
-    w_q, b_q, w_hid, b_hid = (t.detach() for t in (ours.project_q.weight, ours.project_q.bias,
-                                                   ours.project_hid.weight, ours.project_hid.bias))
-    state.update({
-        "project_hid.weight": torch.eye(h), "project_hid.bias": torch.zeros(h),
-        "project_q.weight": w_hid @ w_q, "project_q.bias": w_hid @ b_q + b_hid,
-    })
+    w_q, b_q, w_hid, b_hid = (
+        t.detach() for t in (ours.project_q.weight, ours.project_q.bias, ours.project_hid.weight, ours.project_hid.bias)
+    )
+    state.update(
+        {
+            "project_hid.weight": torch.eye(h),
+            "project_hid.bias": torch.zeros(h),
+            "project_q.weight": w_hid @ w_q,
+            "project_q.bias": w_hid @ b_q + b_hid,
+        }
+    )
     missing, unexpected = theirs.load_state_dict(state, strict=False)
     assert not missing and not unexpected, (missing, unexpected)
     return theirs

@@ -8,8 +8,6 @@ import signal
 from pathlib import Path
 
 import lightning as L
-
-import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 

@@ -14,8 +14,18 @@ from unispeech.training.hydra_config import normalise_argv, recipes_dir
 
 FAMILIES = sorted(p.parent.name for p in recipes_dir().glob("*/recipe.yaml"))
 STAGES = sorted(f"{p.parent.name}/{p.stem}" for p in recipes_dir().glob("*/*.yaml") if p.name != "recipe.yaml")
-LANGUAGES = {"es": "es", "fr": "fr", "it": "it", "ky": "ky", "nl": "nl", "ru": "ru", "sv": "sv-SE", "tr": "tr",
-             "tt": "tt", "zh": "zh-CN"}
+LANGUAGES = {
+    "es": "es",
+    "fr": "fr",
+    "it": "it",
+    "ky": "ky",
+    "nl": "nl",
+    "ru": "ru",
+    "sv": "sv-SE",
+    "tr": "tr",
+    "tt": "tt",
+    "zh": "zh-CN",
+}
 
 
 def test_every_recipe_family_has_its_configs_and_readme_together():
@@ -37,8 +47,15 @@ def test_a_stage_writes_where_its_recipe_looks_for_it(stage):
 
 @pytest.mark.parametrize("recipe", FAMILIES + STAGES + [f"commonvoice_{short}" for short in LANGUAGES])
 def test_recipe_composes_and_checks_its_data_first(recipe, tmp_path):
-    cfg = compose_config([f"recipe={recipe}", f"paths.data_root={tmp_path}", f"paths.root={tmp_path}/out",
-                          f"paths.output_dir={tmp_path}/run", *(["language=fr"] if recipe.split("/")[0] == "commonvoice" else [])])
+    cfg = compose_config(
+        [
+            f"recipe={recipe}",
+            f"paths.data_root={tmp_path}",
+            f"paths.root={tmp_path}/out",
+            f"paths.output_dir={tmp_path}/run",
+            *(["language=fr"] if recipe.split("/")[0] == "commonvoice" else []),
+        ]
+    )
     if recipe.endswith("finetune"):  # stage 2 without stage 1: refused at once, naming what to run first
         with pytest.raises(ConfigError, match="run the earlier stage first"):
             check_config(cfg)
@@ -98,8 +115,9 @@ def test_bad_keys_are_named(override, key):
         check_config(cfg)
 
 
-@pytest.mark.parametrize("override, words", [("model.hiden_size=3", "hiden_size"),
-                                             ("model.hidden_size=abc", "hidden_size")])
+@pytest.mark.parametrize(
+    "override, words", [("model.hiden_size=3", "hiden_size"), ("model.hidden_size=abc", "hidden_size")]
+)
 def test_the_model_group_is_typed_by_the_config_dataclass(override, words):
     with pytest.raises(ConfigCompositionException, match=words):
         compose_config([override])
@@ -116,8 +134,21 @@ def test_missing_recipe_data_fails_before_any_work(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("group", ["trainer=gpu", "trainer=ddp", "trainer=multi_node", "logger=many", "logger=none",
-                                   "callbacks=debug", "task=ctc", "task=classification", "model=base", "model=large"])
+@pytest.mark.parametrize(
+    "group",
+    [
+        "trainer=gpu",
+        "trainer=ddp",
+        "trainer=multi_node",
+        "logger=many",
+        "logger=none",
+        "callbacks=debug",
+        "task=ctc",
+        "task=classification",
+        "model=base",
+        "model=large",
+    ],
+)
 def test_groups_compose(group):
     cfg = compose_config([group])
     OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -134,8 +165,13 @@ def test_basic_sweep_config_lists_a_grid():
     assert cfg.hydra.run.dir.startswith("outputs/runs/")
 
 
-@pytest.mark.parametrize("overlay, plugin", [("+sweep=optuna", "hydra_plugins.hydra_optuna_sweeper"),
-                                             ("+launcher=slurm", "hydra_plugins.hydra_submitit_launcher")])
+@pytest.mark.parametrize(
+    "overlay, plugin",
+    [
+        ("+sweep=optuna", "hydra_plugins.hydra_optuna_sweeper"),
+        ("+launcher=slurm", "hydra_plugins.hydra_submitit_launcher"),
+    ],
+)
 def test_plugin_overlays_compose_when_the_sweep_extra_is_installed(overlay, plugin):
     pytest.importorskip(plugin, reason='pip install -e ".[sweep]"')
     from hydra import compose, initialize_config_dir

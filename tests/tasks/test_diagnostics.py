@@ -20,8 +20,8 @@ from tests.tasks.conftest import FAST, column, compose_config, read_metrics
 from unispeech.modeling.quantizer import count_codevector_picks
 from unispeech.tasks import CTCFinetuningTask, PretrainingTask
 from unispeech.tasks.base import NonFiniteLossError
-from unispeech.train import run
 from unispeech.tasks.diagnostics import NonFiniteUpdates
+from unispeech.train import run
 
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "a", "b", "c", "d"]
 NUM_CODEVECTORS = 2 * 32  # G·V of the tiny model
@@ -38,16 +38,28 @@ def synthetic_batch() -> dict:
     labels[:2, :3] = torch.tensor([5, 6, 7])
     mask = torch.ones(3, 16000, dtype=torch.long)
     mask[-1, 12000:] = 0
-    return {"input_values": torch.randn(3, 16000, generator=generator), "attention_mask": mask, "labels": labels,
-            "labeled": torch.tensor([True, True, False]), "ids": ["0", "1", "2"]}
+    return {
+        "input_values": torch.randn(3, 16000, generator=generator),
+        "attention_mask": mask,
+        "labels": labels,
+        "labeled": torch.tensor([True, True, False]),
+        "ids": ["0", "1", "2"],
+    }
 
 
 def fit(task: L.LightningModule, tmp_path, steps: int, callbacks=(), **trainer_args) -> L.Trainer:
     """``steps`` updates on the synthetic batch; every step logged to ``tmp_path/metrics.csv``."""
     trainer_args = {"log_every_n_steps": 1, "gradient_clip_val": 10.0} | trainer_args
-    trainer = L.Trainer(max_steps=steps, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
-                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                        accelerator="cpu", callbacks=list(callbacks), **trainer_args)
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=list(callbacks),
+        **trainer_args,
+    )
     trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader([synthetic_batch()] * steps, batch_size=None))
     return trainer
 
@@ -86,8 +98,15 @@ class Snapshots(L.Callback):
 
 # -- what a run logs -------------------------------------------------------------------------
 def test_a_pretraining_run_logs_the_diagnostics(tmp_path):
-    cfg = compose_config(FAST + ["trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-                                 "export_after_fit=false"])
+    cfg = compose_config(
+        FAST
+        + [
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+            "trainer.log_every_n_steps=1",
+            "export_after_fit=false",
+        ]
+    )
     rows = read_metrics(run(cfg, tmp_path)["metrics_csv"])
     usage, perplexity = column(rows, "train/codebook_usage"), column(rows, "train/codevector_perplexity")
     assert len(usage) == 4 and all(0.0 < u <= 1.0 for u in usage)
@@ -245,9 +264,14 @@ def test_fp16_grad_scaler_skips_nan_updates_itself_and_they_are_counted(tmp_path
             return torch.optim.AdamW(self.model.parameters(), lr=1e-3, fused=True)
 
     snapshots = Snapshots()
-    trainer = fit(Task(tiny_model(), VOCAB), tmp_path, steps=5, callbacks=[snapshots],
-                  plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))],
-                  gradient_clip_val=None if fused else 10.0)
+    trainer = fit(
+        Task(tiny_model(), VOCAB),
+        tmp_path,
+        steps=5,
+        callbacks=[snapshots],
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))],
+        gradient_clip_val=None if fused else 10.0,
+    )
     assert snapshots.same_weights(2, 3) and not snapshots.same_weights(1, 2) and not snapshots.same_weights(3, 4)
     assert snapshots.adam_steps[2] == snapshots.adam_steps[3]
     assert trainer.precision_plugin.scaler.get_scale() == 2.0**15  # halved once, by the scaler
@@ -284,8 +308,15 @@ def fit_ddp(tmp_path, nan_steps: set[int], limit: int, steps: int) -> None:
     """Two gloo processes (forked: the task needs no pickling)."""
     task = NaNOnOneRank(tiny_model(), VOCAB, max_consecutive_nonfinite=limit)
     task.nan_steps = frozenset(nan_steps)
-    fit(task, tmp_path, steps, callbacks=[WeightSums(tmp_path)], devices=2, strategy="ddp_fork",
-        use_distributed_sampler=False)
+    fit(
+        task,
+        tmp_path,
+        steps,
+        callbacks=[WeightSums(tmp_path)],
+        devices=2,
+        strategy="ddp_fork",
+        use_distributed_sampler=False,
+    )
 
 
 def test_ddp_a_nan_on_one_rank_skips_the_update_on_every_rank(tmp_path):

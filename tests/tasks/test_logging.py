@@ -6,8 +6,8 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from tests.tasks.conftest import compose_config
-from unispeech.training.builders import build_loggers
 from unispeech.training import loggers as logging_setup
+from unispeech.training.builders import build_loggers
 
 
 @pytest.fixture

@@ -66,8 +66,12 @@ def test_error_rates_sum_over_updates_and_reset():
     scores = ErrorRates(examples=2)
     scores.update([list("ab"), list("x")], [list("ab"), list("cd")])  # 0 of 2, 2 of 2
     scores.update([list("a|b")], [[]])  # an empty reference adds 2 errors, no length
-    assert scores.compute() == {"utterances": 3, "per": pytest.approx(4 / 4), "cer": pytest.approx(5 / 4),
-                                "wer": pytest.approx(3 / 2)}
+    assert scores.compute() == {
+        "utterances": 3,
+        "per": pytest.approx(4 / 4),
+        "cer": pytest.approx(5 / 4),
+        "wer": pytest.approx(3 / 2),
+    }
     assert scores.examples == [("a b", "a b"), ("x", "c d")]
     scores.reset()
     assert scores.examples == []

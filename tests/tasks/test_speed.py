@@ -5,19 +5,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from unispeech import UniSpeechConfig, UniSpeechForPreTraining
+from tests.modeling.modeling_fixtures import tiny_config
+from unispeech import UniSpeechForPreTraining
 from unispeech.training.speed import SpeedUps, compile_regions
 
 
 def tiny_model() -> UniSpeechForPreTraining:
-    config = UniSpeechConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, codevector_dim=16, proj_codevector_dim=16,
-        num_codevectors_per_group=8, num_ctc_classes=12, mask_time_prob=0.5, mask_time_length=3, num_negatives=7,
-        layerdrop=0.0, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, final_dropout=0.0,
-    )
     torch.manual_seed(0)
-    return UniSpeechForPreTraining(config).train()
+    return UniSpeechForPreTraining(tiny_config()).train()
 
 
 @pytest.mark.slow

@@ -22,16 +22,22 @@ def batch(labeled=(True, True, False)):
             labels[row, :3] = torch.tensor([5, 6, 7])
     mask = torch.ones(b, 16000, dtype=torch.long)
     mask[-1, 12000:] = 0
-    return {"input_values": torch.randn(b, 16000), "attention_mask": mask, "labels": labels,
-            "labeled": torch.tensor(labeled), "ids": [str(i) for i in range(b)]}
+    return {
+        "input_values": torch.randn(b, 16000),
+        "attention_mask": mask,
+        "labels": labels,
+        "labeled": torch.tensor(labeled),
+        "ids": [str(i) for i in range(b)],
+    }
 
 
 def gradients(task, data):
     task.model.zero_grad()
     torch.manual_seed(1)
     generator = torch.Generator().manual_seed(2)
-    out = task.model(data["input_values"], attention_mask=data["attention_mask"], labels=data["labels"],
-                     generator=generator)
+    out = task.model(
+        data["input_values"], attention_mask=data["attention_mask"], labels=data["labels"], generator=generator
+    )
     out.loss.backward()
     return {n: p.grad for n, p in task.model.named_parameters() if p.requires_grad}
 

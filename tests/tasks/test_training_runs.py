@@ -20,14 +20,21 @@ from unispeech.training.hydra_config import run_dir
 
 pytestmark = pytest.mark.slow
 
-LOSS_PARTS = ["train/loss", "train/contrastive_loss", "train/diversity_loss", "train/ctc_loss",
-              "train/codevector_perplexity", "train/contrastive_accuracy", "train/gumbel_temperature",
-              "train/lr", "train/audio_hours_per_s"]
+LOSS_PARTS = [
+    "train/loss",
+    "train/contrastive_loss",
+    "train/diversity_loss",
+    "train/ctc_loss",
+    "train/codevector_perplexity",
+    "train/contrastive_accuracy",
+    "train/gumbel_temperature",
+    "train/lr",
+    "train/audio_hours_per_s",
+]
 
 
 def test_default_job_logs_finite_loss_parts(tmp_path):
-    cfg = compose_config(FAST + ["trainer.max_steps=6", "trainer.val_check_interval=3",
-                                 "trainer.log_every_n_steps=1"])
+    cfg = compose_config(FAST + ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1"])
     summary = run(cfg, tmp_path)
     rows = read_metrics(summary["metrics_csv"])
     for name in LOSS_PARTS:
@@ -52,8 +59,13 @@ def test_default_job_logs_finite_loss_parts(tmp_path):
 
 
 # six steps with a loss logged at each; the schedule fixed so that a resumed run lines up
-SIX_STEPS = FAST + ["trainer.log_every_n_steps=1", "trainer.val_check_interval=100",
-                    "task.module.scheduler.total_steps=6", "export_after_fit=false", "trainer.max_steps=6"]
+SIX_STEPS = FAST + [
+    "trainer.log_every_n_steps=1",
+    "trainer.val_check_interval=100",
+    "task.module.scheduler.total_steps=6",
+    "export_after_fit=false",
+    "trainer.max_steps=6",
+]
 
 
 def train_losses(summary) -> dict[int, float]:
@@ -65,9 +77,17 @@ def uninterrupted_run(tmp_path_factory):
     """Six steps without a break. It also keeps a mid-epoch checkpoint every 3 steps, as a
     preempted run would have (checkpointing draws no random numbers: the losses are the same)."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    return run(compose_config(SIX_STEPS + ["callbacks.model_checkpoint.every_n_train_steps=3",
-                                           "callbacks.model_checkpoint.monitor=null",
-                                           "callbacks.model_checkpoint.save_top_k=-1"]), out)
+    return run(
+        compose_config(
+            SIX_STEPS
+            + [
+                "callbacks.model_checkpoint.every_n_train_steps=3",
+                "callbacks.model_checkpoint.monitor=null",
+                "callbacks.model_checkpoint.save_top_k=-1",
+            ]
+        ),
+        out,
+    )
 
 
 def assert_resumed_from_step_3(resumed, uninterrupted) -> None:
@@ -82,8 +102,11 @@ def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(uninterrupted_r
     assert step3.is_file()
     resumed = run(compose_config(SIX_STEPS + [f"ckpt_path={step3}"]), tmp_path / "resumed")
     assert_resumed_from_step_3(resumed, uninterrupted_run)
-    temperature = {int(r["step"]): float(r["train/gumbel_temperature"]) for r in read_metrics(resumed["metrics_csv"])
-                   if r.get("train/gumbel_temperature")}
+    temperature = {
+        int(r["step"]): float(r["train/gumbel_temperature"])
+        for r in read_metrics(resumed["metrics_csv"])
+        if r.get("train/gumbel_temperature")
+    }
     # the default anneals τ from 2.0 to 0.5 over the run's 6 updates: halfway it is 1.0
     assert temperature[3] == pytest.approx(2.0 * (0.5 / 2.0) ** (3 / 6))
 
@@ -91,8 +114,16 @@ def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(uninterrupted_r
 def test_sigterm_after_the_step_hooks_still_saves_a_checkpoint_that_resumes_exactly(uninterrupted_run, tmp_path):
     # no every-3-steps checkpoint here: last.ckpt can only come from the preemption callback
     with pytest.raises(SystemExit):  # Lightning stops a SIGTERM'd run with SIGTERMException
-        run(compose_config(SIX_STEPS + ["+callbacks.late_sigterm._target_=tests.tasks.conftest.LateSigterm",
-                                        "+callbacks.late_sigterm.at_step=3"]), tmp_path / "preempted")
+        run(
+            compose_config(
+                SIX_STEPS
+                + [
+                    "+callbacks.late_sigterm._target_=tests.tasks.conftest.LateSigterm",
+                    "+callbacks.late_sigterm.at_step=3",
+                ]
+            ),
+            tmp_path / "preempted",
+        )
     last = tmp_path / "preempted" / "checkpoints" / "last.ckpt"
     assert last.is_file()
     resumed = run(compose_config(SIX_STEPS + [f"ckpt_path={last}"]), tmp_path / "resumed")
@@ -106,18 +137,34 @@ def test_overfits_a_tiny_batch(tmp_path):
     from unispeech.tasks import PretrainingTask
 
     cfg = compose_config([])
-    datamodule = UniSpeechDataModule(corpus=f"{ensure_demo_corpus()}/en", mode="pretraining", label_type="phones",
-                                     unlabeled_splits=[], max_batch_seconds=3.0, num_workers=0,
-                                     persistent_workers=False)
+    datamodule = UniSpeechDataModule(
+        corpus=f"{ensure_demo_corpus()}/en",
+        mode="pretraining",
+        label_type="phones",
+        unlabeled_splits=[],
+        max_batch_seconds=3.0,
+        num_workers=0,
+        persistent_workers=False,
+    )
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     vocabulary = [datamodule.tokenizer.id_to_token[i] for i in range(len(datamodule.tokenizer))]
     model = dict(cfg.model) | {"hidden_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0}
-    task = PretrainingTask(model, vocabulary, optimizer=functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
-                           feature_grad_mult=1.0)
-    trainer = L.Trainer(max_steps=40, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
-                        log_every_n_steps=1, enable_progress_bar=False, enable_checkpointing=False,
-                        enable_model_summary=False, accelerator="cpu")
+    task = PretrainingTask(
+        model,
+        vocabulary,
+        optimizer=functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
+        feature_grad_mult=1.0,
+    )
+    trainer = L.Trainer(
+        max_steps=40,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader([batch] * 40, batch_size=None))
     rows = read_metrics(tmp_path / "metrics.csv")
     ctc, total = column(rows, "train/ctc_loss"), column(rows, "train/loss")
@@ -130,9 +177,13 @@ def two_stage_run(tmp_path_factory):
     """The demo's two stages, one command each: stage 2 finds stage 1's best checkpoint by run name."""
     out = tmp_path_factory.mktemp("two_stage")
     shared = FAST + [f"paths.root={out}", "run_name=two"]
-    pretrain = run(compose_config(["recipe=demo/pretrain", *shared, "trainer.max_steps=4", "trainer.val_check_interval=2"]),
-                   run_dir(str(out), "two", "pretrain"))
-    finetune_cfg = compose_config(["recipe=demo/finetune", *shared, "trainer.max_steps=6", "trainer.val_check_interval=3"])
+    pretrain = run(
+        compose_config(["recipe=demo/pretrain", *shared, "trainer.max_steps=4", "trainer.val_check_interval=2"]),
+        run_dir(str(out), "two", "pretrain"),
+    )
+    finetune_cfg = compose_config(
+        ["recipe=demo/finetune", *shared, "trainer.max_steps=6", "trainer.val_check_interval=3"]
+    )
     assert finetune_cfg.task.module.pretrained == pretrain["checkpoint"]
     return [pretrain, run(finetune_cfg, run_dir(str(out), "two", "finetune"))]
 
@@ -151,8 +202,9 @@ def test_finetune_from_pretrained_checkpoint_then_transcribe(two_stage_run, tmp_
     pre, _ = load_trained_model(pretrain["checkpoint"])
     ft, info = load_trained_model(finetune["checkpoint"])
     assert info["task"] == "ctc" and info["tokenizer_kind"] == "phones"
-    for (name, a), b in zip(pre.unispeech.feature_extractor.state_dict().items(),
-                            ft.unispeech.feature_extractor.state_dict().values()):
+    for (name, a), b in zip(
+        pre.unispeech.feature_extractor.state_dict().items(), ft.unispeech.feature_extractor.state_dict().values()
+    ):
         assert torch.equal(a, b), name
 
     clips = sorted((ensure_demo_corpus() / "es" / "clips").iterdir())[:3]
@@ -175,8 +227,9 @@ def test_finetune_from_pretrained_checkpoint_then_transcribe(two_stage_run, tmp_
     assert records[0]["tokens"] and records[1]["tokens"] == []
     assert transcriber.speed["audio_seconds"] == pytest.approx(records[0]["seconds"] + records[2]["seconds"], abs=1e-3)
     output = tmp_path / "out.tsv"
-    transcribe_main(["--model", finetune["export"], "--format", "tsv", "--output", str(output), "--no-progress",
-                     *map(str, clips)])
+    transcribe_main(
+        ["--model", finetune["export"], "--format", "tsv", "--output", str(output), "--no-progress", *map(str, clips)]
+    )
     lines = output.read_text().splitlines()
     assert lines[0] == "path\ttext" and len(lines) == 4
 
@@ -218,9 +271,17 @@ def test_export_loads_in_transformers_with_the_same_logits(two_stage_run):
 
 def test_classification_language_id_on_the_demo_corpus(tmp_path):
     transformers = pytest.importorskip("transformers")
-    cfg = compose_config(FAST + ["task=classification", "data=demo_langid", "trainer.max_steps=6",
-                                 "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
-                                 "task.module.optimizer.lr=1e-3"])
+    cfg = compose_config(
+        FAST
+        + [
+            "task=classification",
+            "data=demo_langid",
+            "trainer.max_steps=6",
+            "trainer.val_check_interval=3",
+            "trainer.log_every_n_steps=1",
+            "task.module.optimizer.lr=1e-3",
+        ]
+    )
     summary = run(cfg, tmp_path)
     metrics = summary["metrics"]
     assert 0.0 <= metrics["val/accuracy"] <= 1.0 and 0.0 <= metrics["test/accuracy"] <= 1.0
@@ -230,16 +291,26 @@ def test_classification_language_id_on_the_demo_corpus(tmp_path):
 
 
 def test_bf16_mixed_with_gradient_accumulation(tmp_path):
-    cfg = compose_config(FAST + ["trainer.precision=bf16-mixed", "trainer.accumulate_grad_batches=2",
-                                 "trainer.max_steps=2", "trainer.val_check_interval=4", "trainer.log_every_n_steps=1",
-                                 "export_after_fit=false"])
+    cfg = compose_config(
+        FAST
+        + [
+            "trainer.precision=bf16-mixed",
+            "trainer.accumulate_grad_batches=2",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=4",
+            "trainer.log_every_n_steps=1",
+            "export_after_fit=false",
+        ]
+    )
     summary = run(cfg, tmp_path)
     rows = read_metrics(summary["metrics_csv"])
     losses = column(rows, "train/loss")
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)  # logged once per update
     checkpoint = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
-    assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4  # 2 x 2 micro-batches
+    assert (
+        checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4
+    )  # 2 x 2 micro-batches
 
 
 def test_language_recipe_both_stages_on_a_fake_commonvoice_root(tmp_path):
@@ -251,28 +322,60 @@ def test_language_recipe_both_stages_on_a_fake_commonvoice_root(tmp_path):
     for locale in ("en", "es"):
         (release / locale).symlink_to(ensure_demo_corpus() / locale)
     root = tmp_path / "outputs"
-    small = FAST + [f"paths.data_root={tmp_path / 'data'}", f"paths.root={root}", "language=es", "model=tiny",
-                    "trainer=cpu", "trainer.max_steps=3", "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
-                    "trainer.accumulate_grad_batches=1", "data.num_workers=0", "data.persistent_workers=false",
-                    "data.num_proc=1", "data.max_batch_seconds=12", f"data.cache_dir={tmp_path / 'cache'}"]
-    pretrain = run(compose_config(["recipe=commonvoice/pretrain", *small, "task.module.scheduler.warmup_steps=1",
-                                   "task.module.scheduler.total_steps=3"]),
-                   run_dir(str(root), "commonvoice_es", "pretrain"))
+    small = FAST + [
+        f"paths.data_root={tmp_path / 'data'}",
+        f"paths.root={root}",
+        "language=es",
+        "model=tiny",
+        "trainer=cpu",
+        "trainer.max_steps=3",
+        "trainer.val_check_interval=3",
+        "trainer.log_every_n_steps=1",
+        "trainer.accumulate_grad_batches=1",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.num_proc=1",
+        "data.max_batch_seconds=12",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    ]
+    pretrain = run(
+        compose_config(
+            [
+                "recipe=commonvoice/pretrain",
+                *small,
+                "task.module.scheduler.warmup_steps=1",
+                "task.module.scheduler.total_steps=3",
+            ]
+        ),
+        run_dir(str(root), "commonvoice_es", "pretrain"),
+    )
     rows = read_metrics(pretrain["metrics_csv"])
     assert 0.0 < max(column(rows, "train/labeled_fraction")) and min(column(rows, "train/labeled_fraction")) < 1.0
     # the demo's Spanish clips are not the paper's: the release's own splits
-    finetune = run(compose_config(["recipe=commonvoice/finetune", *small, "task.module.freeze_transformer_steps=1",
-                                   "data.paper_splits=false"]),
-                   run_dir(str(root), "commonvoice_es", "finetune"))
+    finetune = run(
+        compose_config(
+            ["recipe=commonvoice/finetune", *small, "task.module.freeze_transformer_steps=1", "data.paper_splits=false"]
+        ),
+        run_dir(str(root), "commonvoice_es", "finetune"),
+    )
     assert "test/per" in finetune["metrics"]
 
 
 def test_each_epoch_uses_every_utterance_in_a_new_order(tmp_path):
     # through the ResumableLoader wrapper, Lightning's set_epoch must still reach the batch sampler
-    cfg = compose_config(["logger=csv", "callbacks=debug", "+trainer.enable_progress_bar=false",
-                          "trainer.enable_model_summary=false", "trainer.max_epochs=2", "trainer.max_steps=-1",
-                          "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=2",
-                          "export_after_fit=false"])
+    cfg = compose_config(
+        [
+            "logger=csv",
+            "callbacks=debug",
+            "+trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            "trainer.max_epochs=2",
+            "trainer.max_steps=-1",
+            "trainer.val_check_interval=null",
+            "trainer.check_val_every_n_epoch=2",
+            "export_after_fit=false",
+        ]
+    )
     run(cfg, tmp_path)
     epochs = [(tmp_path / "seen_ids" / f"epoch{e}_rank0.txt").read_text().split() for e in (0, 1)]
     assert sorted(epochs[0]) == sorted(epochs[1]) and len(set(epochs[0])) == len(epochs[0])

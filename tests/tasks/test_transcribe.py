@@ -61,9 +61,16 @@ def random_model_dir(tmp_path):
 
     tokenizer = CTCTokenizer.from_texts(["abcdefghij"], kind="chars")
     config = unispeech.UniSpeechConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(tokenizer),
-        feat_extract_norm="layer", do_stable_layer_norm=True,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        vocab_size=len(tokenizer),
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
     )
     torch.manual_seed(0)
     unispeech.UniSpeechForCTC(config).save_pretrained(tmp_path / "model")

@@ -1,21 +1,24 @@
-"""Collation into the batch format of docs/CONTRACTS.md.
+"""Collation into the batch format of docs/CONTRACTS.md:
 
     input_values   float32 (B, S), zero padded, 16 kHz
     attention_mask int64   (B, S), 1 on real samples
-    labels         int64   (B, L), token ids, -100 padded; all -100 for unlabeled rows
+    labels         int64   (B, L), token ids, IGNORE_INDEX (-100) padded; all IGNORE_INDEX for unlabeled rows
     labeled        bool    (B,)
     class_labels   int64   (B,)  only for classification corpora
     ids            list[str]
+
+`Collator` builds it from the items of a `SpeechDataset`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
+from unispeech.modeling.losses import IGNORE_INDEX
 
 
 class Collator:

@@ -24,8 +24,19 @@ logger = logging.getLogger("unispeech.data")
 # v17+ column order; older releases have `accent` and no `sentence_id`: we only rely on
 # client_id, path, sentence (and locale when present).
 CV_COLUMNS = (
-    "client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes",
-    "down_votes", "age", "gender", "accents", "variant", "locale", "segment",
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
 )
 LABELED_SPLITS = ("train", "dev", "test", "validated")
 UNLABELED_SPLITS = ("other", "invalidated")
@@ -104,14 +115,16 @@ def read_split(locale_dir: Path, split: str, locale: str, labeled: bool) -> data
     paths = raw["path"]
     n = len(paths)
     locales = raw.get("locale") or [locale] * n
-    return make_table({
-        "id": [Path(p).stem for p in paths],
-        "path": [str(clips / p) for p in paths],
-        "text": raw.get("sentence", [""] * n) if labeled else [""] * n,
-        "speaker": raw.get("client_id", [""] * n),
-        "locale": [loc or locale for loc in locales],
-        "duration": [durations.get(p, -1.0) for p in paths],
-    })
+    return make_table(
+        {
+            "id": [Path(p).stem for p in paths],
+            "path": [str(clips / p) for p in paths],
+            "text": raw.get("sentence", [""] * n) if labeled else [""] * n,
+            "speaker": raw.get("client_id", [""] * n),
+            "locale": [loc or locale for loc in locales],
+            "duration": [durations.get(p, -1.0) for p in paths],
+        }
+    )
 
 
 def load_commonvoice(

@@ -15,9 +15,9 @@ import os
 import shutil
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import datasets
 import numpy as np
@@ -72,7 +72,7 @@ class SkipReport:
     def total(self) -> int:
         return sum(len(v) for v in self.skipped.values())
 
-    def merge(self, other: "SkipReport") -> None:
+    def merge(self, other: SkipReport) -> None:
         for reason, ids in other.skipped.items():
             self.add(reason, ids)
 
@@ -141,8 +141,12 @@ def validate(
     if check != "none":
         num_proc = num_proc if num_proc and num_proc > 1 and len(table) >= 4 * num_proc else None
         table = table.map(
-            _probe_batch, batched=True, batch_size=64, fn_kwargs={"check": check},
-            num_proc=num_proc, desc=f"validating {name}",
+            _probe_batch,
+            batched=True,
+            batch_size=64,
+            fn_kwargs={"check": check},
+            num_proc=num_proc,
+            desc=f"validating {name}",
         )
         problems = np.asarray(table["_problem"], dtype=object)
         ids = table["id"]

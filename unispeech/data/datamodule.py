@@ -25,9 +25,10 @@ DDP: batches are split between ranks by our sampler, so the Trainer must run wit
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import datasets
 import lightning as L
@@ -80,6 +81,8 @@ class UniSpeechDataModule(L.LightningDataModule):
 
     MODES: ClassVar[tuple[str, ...]] = MODES  # what `mode` may be (the task side checks it matches)
 
+    # the parameters stay grouped as their comments say
+    # fmt: off
     def __init__(
         self,
         # what to read
@@ -125,6 +128,7 @@ class UniSpeechDataModule(L.LightningDataModule):
                                             pin_memory, persistent_workers, seed)
         self.paper_locale = self._use_paper_splits(paper_splits)
         self._reset()
+    # fmt: on
 
     def _reset(self) -> None:
         """What `prepare_data`/`setup` fill in."""
@@ -158,8 +162,12 @@ class UniSpeechDataModule(L.LightningDataModule):
 
     def splits(self, stage: str) -> list[str]:
         """The splits of a stage: "train", "val" (or "validate"), "test"; [] for others."""
-        return {"train": self.train_splits, "val": self.val_splits, "validate": self.val_splits,
-                "test": self.test_splits}.get(stage, [])
+        return {
+            "train": self.train_splits,
+            "val": self.val_splits,
+            "validate": self.val_splits,
+            "test": self.test_splits,
+        }.get(stage, [])
 
     def has_split(self, split: str) -> bool:
         return self.splits(split) != []
@@ -172,12 +180,15 @@ class UniSpeechDataModule(L.LightningDataModule):
             # The paper's lists replace the configured splits (an empty one stays empty) and
             # the seeded `train_hours` subset, which would only cut the paper's hour down.
             self.train_splits, self.val_splits, self.test_splits = (
-                [name] if splits else [] for name, splits in
-                zip(PAPER_SPLITS, (self.train_splits, self.val_splits, self.test_splits)))
+                [name] if splits else []
+                for name, splits in zip(PAPER_SPLITS, (self.train_splits, self.val_splits, self.test_splits))
+            )
             self.train_hours = None
         if self.phone_labels == "paper" and (not locale or self.label_type != "phones"):
-            raise ValueError("phone_labels='paper' needs label_type='phones' and paper_splits on, for a "
-                             f"CommonVoice locale of: {', '.join(languages())}")
+            raise ValueError(
+                "phone_labels='paper' needs label_type='phones' and paper_splits on, for a "
+                f"CommonVoice locale of: {', '.join(languages())}"
+            )
         return locale
 
     def _resolve_paper_splits(self, paper_splits: bool | str | None) -> str | None:
@@ -199,9 +210,11 @@ class UniSpeechDataModule(L.LightningDataModule):
             logger.info("no UniSpeech paper split for %r: using the configured splits", locale or self.corpus)
             return None
         if self.source != "commonvoice" or len(self.locales) > 1:
-            raise ValueError(f"paper_splits needs one CommonVoice locale (corpus={self.corpus!r}, "
-                             f"source={self.source!r}, locales={self.locales}); "
-                             f"paper splits exist for: {', '.join(languages())}")
+            raise ValueError(
+                f"paper_splits needs one CommonVoice locale (corpus={self.corpus!r}, "
+                f"source={self.source!r}, locales={self.locales}); "
+                f"paper splits exist for: {', '.join(languages())}"
+            )
         require_language(locale)  # raises, listing the languages that have paper splits
         return None
 
@@ -224,9 +237,14 @@ class UniSpeechDataModule(L.LightningDataModule):
         return concatenate(tables) if tables else None
 
     def _targets(self) -> CTCTargets:
-        return CTCTargets(self.label_type, self.phone_labels, self.word_boundary,
-                          self.locales[0] if self.locales else "en", self.read_options.num_proc,
-                          self.read_options.cache_dir)
+        return CTCTargets(
+            self.label_type,
+            self.phone_labels,
+            self.word_boundary,
+            self.locales[0] if self.locales else "en",
+            self.read_options.num_proc,
+            self.read_options.cache_dir,
+        )
 
     # -- Lightning hooks ---------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -265,8 +283,13 @@ class UniSpeechDataModule(L.LightningDataModule):
         self._prepare_tables()
         if self.tokenizer is None and self.label_type != "none":
             self.tokenizer = load_or_build_tokenizer(
-                self.tables["train"], self.label_type, self.read_options.cache_dir, directory=self.tokenizer_dir,
-                locales=self.locales, paper_locale=self.paper_locale if self.phone_labels == "paper" else None)
+                self.tables["train"],
+                self.label_type,
+                self.read_options.cache_dir,
+                directory=self.tokenizer_dir,
+                locales=self.locales,
+                paper_locale=self.paper_locale if self.phone_labels == "paper" else None,
+            )
         if self.mode == "classification" and not self.label_names:
             self.label_names = sorted(set(class_names(self.tables["train"], self.label_column)))
         if not self.datasets:
@@ -281,8 +304,9 @@ class UniSpeechDataModule(L.LightningDataModule):
         if self.language_alpha is not None or self.labeled_fraction is not None:
             unlabeled = list(self.tables["unlabeled"]["locale"]) if "unlabeled" in self.tables else []
             alpha = 1.0 if self.language_alpha is None else self.language_alpha
-            self._pool = EpochPool.from_locales(list(self.tables["train"]["locale"]), unlabeled,
-                                                self.labeled_fraction, alpha, self.seed)
+            self._pool = EpochPool.from_locales(
+                list(self.tables["train"]["locale"]), unlabeled, self.labeled_fraction, alpha, self.seed
+            )
 
     def _make_dataset(self, stage: str, crop: bool) -> SpeechDataset:
         """The dataset of one stage; "train" has the unlabeled rows (if any) after the labeled."""
@@ -297,19 +321,33 @@ class UniSpeechDataModule(L.LightningDataModule):
             labels = (labels or [None] * len(table)) + [None] * len(unlabeled)
             table = concatenate([t.select_columns(["path", "id", "duration"]) for t in (table, unlabeled)])
         max_samples = int(self.max_sample_seconds * SAMPLING_RATE) if (crop and self.max_sample_seconds) else None
-        return SpeechDataset(table["path"], table["id"], table["duration"], labels=labels, class_labels=class_labels,
-                             do_normalize=self.do_normalize, max_sample_size=max_samples, seed=self.seed)
+        return SpeechDataset(
+            table["path"],
+            table["id"],
+            table["duration"],
+            labels=labels,
+            class_labels=class_labels,
+            do_normalize=self.do_normalize,
+            max_sample_size=max_samples,
+            seed=self.seed,
+        )
 
     def _log_summary(self) -> None:
         for stage, table in self.tables.items():
             durations = np.asarray(table["duration"], dtype=np.float64)
             self.summary[stage] = {"utterances": len(table), "hours": float(durations.sum() / 3600)}
-        lines = [f"{stage:>9}: {s['utterances']:>7} utterances, {s['hours']:8.3f} h" for stage, s in self.summary.items()]
-        lines.append(f"  skipped: {self.skipped.total} utterances"
-                     + "".join(f"\n    {reason}: {len(ids)}" for reason, ids in self.skipped.skipped.items()))
+        lines = [
+            f"{stage:>9}: {s['utterances']:>7} utterances, {s['hours']:8.3f} h" for stage, s in self.summary.items()
+        ]
+        lines.append(
+            f"  skipped: {self.skipped.total} utterances"
+            + "".join(f"\n    {reason}: {len(ids)}" for reason, ids in self.skipped.skipped.items())
+        )
         if self.paper_locale:
-            lines.append(f"   splits: the UniSpeech paper's 1-hour lists for {self.paper_locale} "
-                         f"({self.phone_labels} phone labels)")
+            lines.append(
+                f"   splits: the UniSpeech paper's 1-hour lists for {self.paper_locale} "
+                f"({self.phone_labels} phone labels)"
+            )
         if self.tokenizer is not None:
             lines.append(f"tokenizer: {self.tokenizer.kind}, {len(self.tokenizer)} symbols")
         if self.label_names:
@@ -322,8 +360,9 @@ class UniSpeechDataModule(L.LightningDataModule):
             self.setup(stage)
         trainer = getattr(self, "trainer", None)
         rank, world = (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
-        return self.loader_options.loader(self.datasets[stage], shuffle, rank, world,
-                                          index_source=self._pool if stage == "train" else None)
+        return self.loader_options.loader(
+            self.datasets[stage], shuffle, rank, world, index_source=self._pool if stage == "train" else None
+        )
 
     def train_dataloader(self) -> ResumableLoader:
         # Resumable: a checkpoint stores how far into the epoch the run was (loaders.py).

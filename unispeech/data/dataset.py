@@ -7,7 +7,8 @@ into DataLoader workers. Audio is decoded lazily with soundfile and resampled wi
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -25,36 +25,47 @@ import numpy as np
 import soundfile as sf
 
 from .audio import resample
+from .commonvoice import CV_COLUMNS
 from .corpus import default_cache_dir
 
 VERSION = 1
 RELEASE_NAME = "cv-corpus-demo"
 CLIP_RATE = 48_000
-HEADER = ("client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes",
-          "down_votes", "age", "gender", "accents", "variant", "locale", "segment")
 
 # Built-in vocabularies: common, easily pronounced words.
 WORDS = {
-    "en": ("the cat sees a small red house near green water today we walk to school and read "
-           "good books every morning my friend likes warm bread with sweet milk she sings old "
-           "songs under blue sky people open big windows"),
-    "fr": ("le chat voit une petite maison rouge près de l'eau verte aujourd'hui nous marchons "
-           "vers l'école et lisons de bons livres chaque matin mon ami aime le pain chaud avec "
-           "du lait doux elle chante des chansons sous le ciel bleu"),
-    "es": ("el gato ve una casa pequeña roja cerca del agua verde hoy caminamos a la escuela y "
-           "leemos buenos libros cada mañana mi amigo quiere pan caliente con leche dulce ella "
-           "canta canciones viejas bajo el cielo azul la gente abre ventanas"),
+    "en": (
+        "the cat sees a small red house near green water today we walk to school and read "
+        "good books every morning my friend likes warm bread with sweet milk she sings old "
+        "songs under blue sky people open big windows"
+    ),
+    "fr": (
+        "le chat voit une petite maison rouge près de l'eau verte aujourd'hui nous marchons "
+        "vers l'école et lisons de bons livres chaque matin mon ami aime le pain chaud avec "
+        "du lait doux elle chante des chansons sous le ciel bleu"
+    ),
+    "es": (
+        "el gato ve una casa pequeña roja cerca del agua verde hoy caminamos a la escuela y "
+        "leemos buenos libros cada mañana mi amigo quiere pan caliente con leche dulce ella "
+        "canta canciones viejas bajo el cielo azul la gente abre ventanas"
+    ),
 }
 SYNTH_VOICE = {"en": "en-us", "fr": "fr", "es": "es"}
 # (variant, gender, age) per speaker; rate/pitch are drawn per speaker from the seed.
-SPEAKERS = (("m1", "male_masculine", "twenties"), ("f2", "female_feminine", "thirties"),
-            ("m3", "male_masculine", "forties"), ("f4", "female_feminine", "twenties"),
-            ("m5", "male_masculine", "fifties"), ("f1", "female_feminine", "teens"),
-            ("m7", "male_masculine", "thirties"), ("f3", "female_feminine", "sixties"),
-            ("m2", "male_masculine", "twenties"), ("f5", "female_feminine", "forties"))
+SPEAKERS = (
+    ("m1", "male_masculine", "twenties"),
+    ("f2", "female_feminine", "thirties"),
+    ("m3", "male_masculine", "forties"),
+    ("f4", "female_feminine", "twenties"),
+    ("m5", "male_masculine", "fifties"),
+    ("f1", "female_feminine", "teens"),
+    ("m7", "male_masculine", "thirties"),
+    ("f3", "female_feminine", "sixties"),
+    ("m2", "male_masculine", "twenties"),
+    ("f5", "female_feminine", "forties"),
+)
 # split -> (speaker indices, utterances). Dev/test speakers are unseen in train.
-SPLITS = {"train": (range(0, 6), 40), "dev": (range(6, 7), 8), "test": (range(7, 8), 8),
-          "other": (range(8, 10), 8)}
+SPLITS = {"train": (range(0, 6), 40), "dev": (range(6, 7), 8), "test": (range(7, 8), 8), "other": (range(8, 10), 8)}
 LOCALES = tuple(WORDS)
 
 
@@ -106,8 +117,9 @@ def _synth_locale(locale: str, out_dir: Path, seed: int) -> list[tuple[str, _Cli
             frames = sf.info(clips_dir / name).frames
             client_id = hashlib.sha512(f"demo-{locale}-{spk}".encode()).hexdigest()
             sentence_id = hashlib.sha256(f"{locale}:{sentence}".encode()).hexdigest()
-            clips.append((split, _Clip(client_id, name, sentence_id, sentence, gender, age,
-                                       round(1000 * frames / CLIP_RATE))))
+            clips.append(
+                (split, _Clip(client_id, name, sentence_id, sentence, gender, age, round(1000 * frames / CLIP_RATE)))
+            )
     return clips
 
 
@@ -118,17 +130,29 @@ def _write_tsv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
 
 def _write_locale(locale: str, out_dir: Path, clips: list[tuple[str, _Clip]]) -> None:
     def row(c: _Clip, votes: tuple[int, int]) -> tuple:
-        return (c.client_id, c.path, c.sentence_id, c.sentence, "", votes[0], votes[1], c.age,
-                c.gender, "", "", locale, "")
+        return (
+            c.client_id,
+            c.path,
+            c.sentence_id,
+            c.sentence,
+            "",
+            votes[0],
+            votes[1],
+            c.age,
+            c.gender,
+            "",
+            "",
+            locale,
+            "",
+        )
 
     by_split: dict[str, list[tuple]] = {}
     for split, clip in clips:
         by_split.setdefault(split, []).append(row(clip, (2, 0) if split != "other" else (0, 0)))
     by_split["validated"] = [r for s in ("train", "dev", "test") for r in by_split[s]]
     for split, rows in by_split.items():
-        _write_tsv(out_dir / f"{split}.tsv", HEADER, rows)
-    _write_tsv(out_dir / "clip_durations.tsv", ("clip", "duration[ms]"),
-               [(c.path, c.duration_ms) for _, c in clips])
+        _write_tsv(out_dir / f"{split}.tsv", CV_COLUMNS, rows)
+    _write_tsv(out_dir / "clip_durations.tsv", ("clip", "duration[ms]"), [(c.path, c.duration_ms) for _, c in clips])
 
 
 def generate_demo_corpus(target: Path, seed: int = 0, locales: tuple[str, ...] = LOCALES) -> Path:

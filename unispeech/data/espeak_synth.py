@@ -25,7 +25,7 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short),
 class EspeakSynth:
     """One process-wide espeak-ng instance (the library keeps global state)."""
 
-    _instance: "EspeakSynth | None" = None
+    _instance: EspeakSynth | None = None
     _lock = threading.Lock()
 
     def __init__(self, library_path: str | None = None) -> None:
@@ -41,8 +41,14 @@ class EspeakSynth:
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
         ]
         self.sampling_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0)
         if self.sampling_rate <= 0:
@@ -53,14 +59,14 @@ class EspeakSynth:
         self.lib.espeak_SetSynthCallback(self._callback)
 
     @classmethod
-    def get(cls) -> "EspeakSynth":
+    def get(cls) -> EspeakSynth:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = cls()
             return cls._instance
 
     @classmethod
-    def private(cls) -> "EspeakSynth":
+    def private(cls) -> EspeakSynth:
         """A new instance on its own copy of the library, so with its own global state.
 
         espeak-ng carries state from one utterance to the next (pitch-flutter phase, gain

@@ -7,13 +7,14 @@ checkpoints load in `transformers` with `AutoFeatureExtractor.from_pretrained(di
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .audio import NORM_EPS, SAMPLING_RATE
+from .audio import SAMPLING_RATE, normalize
 
 CONFIG_NAME = "preprocessor_config.json"
 
@@ -67,7 +68,7 @@ class UniSpeechFeatureExtractor:
         mask = np.zeros((len(waves), target), dtype=np.int64)
         for row, wav in enumerate(waves):
             if self.do_normalize and len(wav):
-                wav = (wav - wav.mean()) / np.sqrt(wav.var() + NORM_EPS)
+                wav = normalize(wav)
             values[row, : len(wav)] = wav
             mask[row, : len(wav)] = 1
         out: dict[str, Any] = {"input_values": values}
@@ -98,7 +99,7 @@ class UniSpeechFeatureExtractor:
         return path / CONFIG_NAME
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "UniSpeechFeatureExtractor":
+    def from_pretrained(cls, directory: str | Path) -> UniSpeechFeatureExtractor:
         config = json.loads((Path(directory) / CONFIG_NAME).read_text())
         return cls(
             sampling_rate=config.get("sampling_rate", SAMPLING_RATE),

@@ -40,15 +40,32 @@ class LoaderOptions:
     persistent_workers: bool = True
     seed: int = 0
 
-    def loader(self, dataset: SpeechDataset, shuffle: bool, rank: int = 0, world_size: int = 1,
-               index_source: Callable[[int], np.ndarray] | None = None) -> DataLoader:
+    def loader(
+        self,
+        dataset: SpeechDataset,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        index_source: Callable[[int], np.ndarray] | None = None,
+    ) -> DataLoader:
         """The loader of this rank's share of ``dataset`` (``index_source``: the rows an
         epoch draws, default each once)."""
         sampler = DurationBucketSampler(
-            dataset.durations, self.max_batch_seconds, self.max_batch_size, self.bucket_width,
-            shuffle=shuffle, seed=self.seed, num_replicas=world_size, rank=rank, index_source=index_source)
+            dataset.durations,
+            self.max_batch_seconds,
+            self.max_batch_size,
+            self.bucket_width,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world_size,
+            rank=rank,
+            index_source=index_source,
+        )
         return DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=Collator(), num_workers=self.num_workers,
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=Collator(),
+            num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )

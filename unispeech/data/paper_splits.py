@@ -23,9 +23,9 @@ import datasets
 
 from .commonvoice import find_locale_dir, read_clip_durations
 from .corpus import SkipReport, file_fingerprint, make_table
-from .phonemes import WORD_BOUNDARY, locale_to_voice
+from .phonemes import locale_to_voice
 from .read_options import ReadOptions
-from .tokenizer import CTCTokenizer
+from .tokenizer import WORD_DELIMITER, CTCTokenizer
 
 logger = logging.getLogger("unispeech.data")
 
@@ -70,7 +70,7 @@ def require_language(locale: str) -> str:
 
 
 def split_name(split: str) -> str:
-    """"train"/"dev"/"val"/"test" or a file stem ("val_1h") -> the file stem."""
+    """ "train"/"dev"/"val"/"test" or a file stem ("val_1h") -> the file stem."""
     name = SPLIT_ALIASES.get(split, split)
     if name not in PAPER_SPLITS:
         raise ValueError(f"unknown paper split {split!r}: one of {PAPER_SPLITS} (or train/dev/test)")
@@ -87,10 +87,10 @@ def paper_target(line: str, word_boundary: bool = True) -> str:
     for token in line.split():
         if _LANGUAGE_FLAG.match(token):
             continue
-        if token == WORD_BOUNDARY and (not word_boundary or not tokens or tokens[-1] == WORD_BOUNDARY):
+        if token == WORD_DELIMITER and (not word_boundary or not tokens or tokens[-1] == WORD_DELIMITER):
             continue
         tokens.append(token)
-    while tokens and tokens[-1] == WORD_BOUNDARY:
+    while tokens and tokens[-1] == WORD_DELIMITER:
         tokens.pop()
     return " ".join(tokens)
 
@@ -172,8 +172,11 @@ def _find_rows(locale_dir: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
             header = next(reader, [])
             if "path" not in header:
                 continue
-            columns = {column: header.index(column) for column in ("path", "client_id", "sentence", "locale")
-                       if column in header}
+            columns = {
+                column: header.index(column)
+                for column in ("path", "client_id", "sentence", "locale")
+                if column in header
+            }
             at_path = columns["path"]
             for row in reader:
                 if len(row) <= at_path:
@@ -184,8 +187,9 @@ def _find_rows(locale_dir: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
     return found
 
 
-def _clips_in_release(paper: PaperSplit, rows: dict[str, dict[str, str]], locale_dir: Path,
-                      report: SkipReport) -> list[int]:
+def _clips_in_release(
+    paper: PaperSplit, rows: dict[str, dict[str, str]], locale_dir: Path, report: SkipReport
+) -> list[int]:
     """Indices of the listed clips that have a TSV row and an audio file; the others go to
     ``report``. None at all means a wrong folder: a FileNotFoundError says so."""
     keep = []
@@ -242,15 +246,17 @@ def load_paper_split(
         keep = _clips_in_release(paper, rows, locale_dir, report)
         durations = read_clip_durations(locale_dir)
         found = [rows[paper.clips[i]] for i in keep]
-        table = make_table({
-            "id": [paper.clips[i] for i in keep],
-            "path": [str(clips_dir / row["path"]) for row in found],
-            "text": [row.get("sentence", "") for row in found],
-            "speaker": [row.get("client_id", "") for row in found],
-            "locale": [row.get("locale") or locale for row in found],
-            "duration": [durations.get(row["path"], -1.0) for row in found],
-            "paper_phones": [paper.phones[i] for i in keep],
-        })
+        table = make_table(
+            {
+                "id": [paper.clips[i] for i in keep],
+                "path": [str(clips_dir / row["path"]) for row in found],
+                "text": [row.get("sentence", "") for row in found],
+                "speaker": [row.get("client_id", "") for row in found],
+                "locale": [row.get("locale") or locale for row in found],
+                "duration": [durations.get(row["path"], -1.0) for row in found],
+                "paper_phones": [paper.phones[i] for i in keep],
+            }
+        )
         table, checked = options.validate(table, name, require_text=phone_labels == "phonemizer")
         report.merge(checked)
         return table, report

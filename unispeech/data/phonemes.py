@@ -3,19 +3,21 @@
 The espeak-ng shared library and its data come from the `espeakng-loader` wheel, so no
 system package is needed. Both phonemizer and espeak-ng are GPL-3, hence optional.
 Phones are returned as one space-separated string per sentence (e.g. "h ə l oʊ | w ɜː l d"
-with the word boundary symbol "|").
+with the word delimiter "|", `tokenizer.WORD_DELIMITER`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import datasets
 
+from .tokenizer import WORD_DELIMITER
+
 INSTALL_HINT = "pip install 'unispeech[phonemes]'"
-WORD_BOUNDARY = "|"
 
 # CommonVoice locale -> espeak-ng voice. Locales not listed are tried as-is, then by their
 # language part ("pt-BR" -> "pt").
@@ -50,8 +52,7 @@ def _configure_espeak() -> None:
         from phonemizer.backend.espeak.wrapper import EspeakWrapper
     except ImportError as err:  # pragma: no cover - exercised only without the extra
         raise ImportError(
-            f"Phonemization needs the optional 'phonemes' extra (phonemizer + espeakng-loader, GPL-3): "
-            f"{INSTALL_HINT}"
+            f"Phonemization needs the optional 'phonemes' extra (phonemizer + espeakng-loader, GPL-3): {INSTALL_HINT}"
         ) from err
     # espeak-ng reads ESPEAK_DATA_PATH when initialised; phonemizer 3.x only lets us set the
     # library path, so the data path goes through the environment.
@@ -73,7 +74,9 @@ def _backend(voice: str) -> Any:
         from phonemizer.backend import EspeakBackend
 
         _BACKENDS[voice] = EspeakBackend(
-            voice, preserve_punctuation=False, with_stress=False,
+            voice,
+            preserve_punctuation=False,
+            with_stress=False,
             # Foreign words are read by another voice; drop the "(en)" flags, keep the phones.
             language_switch="remove-flags",
         )
@@ -90,7 +93,7 @@ def phonemize(texts: Sequence[str], locale: str, word_boundary: bool = True) -> 
 
     # phonemizer needs distinct phone and word separators: always mark word boundaries,
     # and drop the marks afterwards when they are not wanted.
-    separator = Separator(phone=" ", word=f" {WORD_BOUNDARY} ", syllable="")
+    separator = Separator(phone=" ", word=f" {WORD_DELIMITER} ", syllable="")
     out = _backend(locale_to_voice(locale)).phonemize(list(texts), separator=separator, strip=True)
     return [_tidy(line, word_boundary) for line in out]
 
@@ -101,14 +104,14 @@ def _tidy(line: str, word_boundary: bool) -> str:
     if word_boundary:
         cleaned: list[str] = []
         for tok in tokens:
-            if tok == WORD_BOUNDARY and (not cleaned or cleaned[-1] == WORD_BOUNDARY):
+            if tok == WORD_DELIMITER and (not cleaned or cleaned[-1] == WORD_DELIMITER):
                 continue
             cleaned.append(tok)
-        while cleaned and cleaned[-1] == WORD_BOUNDARY:
+        while cleaned and cleaned[-1] == WORD_DELIMITER:
             cleaned.pop()
         tokens = cleaned
     else:
-        tokens = [tok for tok in tokens if tok != WORD_BOUNDARY]
+        tokens = [tok for tok in tokens if tok != WORD_DELIMITER]
     return " ".join(tokens)
 
 
@@ -145,7 +148,9 @@ def add_phones_column(
     if "phones" in table.column_names:
         table = table.remove_columns("phones")
     return table.map(
-        _phonemize_batch, batched=True, batch_size=256,
+        _phonemize_batch,
+        batched=True,
+        batch_size=256,
         fn_kwargs={"word_boundary": word_boundary, "default_locale": default_locale},
         num_proc=num_proc if num_proc and num_proc > 1 and len(table) >= 4 * num_proc else None,
         desc="phonemizing",

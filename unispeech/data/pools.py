@@ -7,7 +7,7 @@ its languages with temperature sampling (`TemperatureSampling`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,8 +26,14 @@ class EpochPool:
     """Per-epoch index pool: labeled/unlabeled counts from the mixing ratio, each side
     spread over languages with temperature sampling. Picklable (no closures)."""
 
-    def __init__(self, labeled_groups: list[np.ndarray], unlabeled_groups: list[np.ndarray],
-                 labeled_fraction: float | None, alpha: float, seed: int) -> None:
+    def __init__(
+        self,
+        labeled_groups: list[np.ndarray],
+        unlabeled_groups: list[np.ndarray],
+        labeled_fraction: float | None,
+        alpha: float,
+        seed: int,
+    ) -> None:
         lab = np.concatenate(labeled_groups) if labeled_groups else np.empty(0, np.int64)
         unl = np.concatenate(unlabeled_groups) if unlabeled_groups else np.empty(0, np.int64)
         n_lab, n_unl = LabeledUnlabeledMixing(lab, unl, labeled_fraction, seed).counts()
@@ -38,8 +44,9 @@ class EpochPool:
             self.sides.append(TemperatureSampling(unlabeled_groups, alpha, seed + 1, epoch_size=n_unl))
 
     @classmethod
-    def from_locales(cls, labeled: Sequence[str], unlabeled: Sequence[str], labeled_fraction: float | None,
-                     alpha: float, seed: int) -> EpochPool:
+    def from_locales(
+        cls, labeled: Sequence[str], unlabeled: Sequence[str], labeled_fraction: float | None, alpha: float, seed: int
+    ) -> EpochPool:
         """The pool of a dataset whose rows have the locales ``labeled`` then ``unlabeled``."""
         return cls(language_groups(labeled), language_groups(unlabeled, len(labeled)), labeled_fraction, alpha, seed)
 

@@ -7,9 +7,10 @@ them without repeating five keyword arguments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import datasets
 
@@ -35,11 +36,19 @@ class ReadOptions:
 
     def validate(self, table: datasets.Dataset, name: str, require_text: bool) -> tuple[datasets.Dataset, SkipReport]:
         """`corpus.validate` with these limits."""
-        return validate(table, name, require_text=require_text, min_duration=self.min_duration,
-                        max_duration=self.max_duration, check=self.check, num_proc=self.num_proc)
+        return validate(
+            table,
+            name,
+            require_text=require_text,
+            min_duration=self.min_duration,
+            max_duration=self.max_duration,
+            check=self.check,
+            num_proc=self.num_proc,
+        )
 
-    def cached(self, parts: tuple[object, ...],
-               build: Callable[[], tuple[datasets.Dataset, SkipReport]]) -> tuple[datasets.Dataset, SkipReport]:
+    def cached(
+        self, parts: tuple[object, ...], build: Callable[[], tuple[datasets.Dataset, SkipReport]]
+    ) -> tuple[datasets.Dataset, SkipReport]:
         """`cached_table` keyed on ``parts`` plus the options that change the table's rows."""
         key = cache_key(*parts, self.min_duration, self.max_duration, self.check)
         return cached_table(self.cache_dir, key, build)

@@ -19,7 +19,7 @@ splits the data between ranks (the DataModule gives it the trainer's rank and wo
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -206,8 +206,9 @@ class TemperatureSampling:
     languages (repeats only after a full pass) and down-sampling big ones.
     """
 
-    def __init__(self, groups: Sequence[Sequence[int]], alpha: float = 0.5, seed: int = 0,
-                 epoch_size: int | None = None) -> None:
+    def __init__(
+        self, groups: Sequence[Sequence[int]], alpha: float = 0.5, seed: int = 0, epoch_size: int | None = None
+    ) -> None:
         self.groups = [np.asarray(g, dtype=np.int64) for g in groups if len(g)]
         self.alpha = float(alpha)
         self.seed = int(seed)
@@ -231,8 +232,9 @@ class LabeledUnlabeledMixing:
     shuffled passes before any repeat). ``None`` simply uses everything once.
     """
 
-    def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int],
-                 labeled_fraction: float | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, labeled: Sequence[int], unlabeled: Sequence[int], labeled_fraction: float | None = None, seed: int = 0
+    ) -> None:
         if labeled_fraction is not None and not 0.0 < labeled_fraction < 1.0:
             raise ValueError("labeled_fraction must be in (0, 1)")
         self.labeled = np.asarray(labeled, dtype=np.int64)

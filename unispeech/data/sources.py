@@ -12,9 +12,10 @@ once to a content-addressed file under the cache.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import datasets
 
@@ -70,15 +71,20 @@ def _convert_batch(batch: dict[str, list], audio_column: str, base: str | None, 
     return {"path": [_audio_to_path(v, base_path, Path(blob_dir)) for v in batch[audio_column]]}
 
 
-def _audio_paths(ds: datasets.Dataset, audio_column: str, base: Path | None, blob_dir: Path,
-                 num_proc: int | None) -> list[str]:
+def _audio_paths(
+    ds: datasets.Dataset, audio_column: str, base: Path | None, blob_dir: Path, num_proc: int | None
+) -> list[str]:
     """The audio column as readable file paths, never decoding through `datasets`."""
     if isinstance(ds.features[audio_column], datasets.Audio):
         ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
     converted = ds.map(
-        _convert_batch, batched=True, batch_size=64, remove_columns=ds.column_names,
+        _convert_batch,
+        batched=True,
+        batch_size=64,
+        remove_columns=ds.column_names,
         fn_kwargs={"audio_column": audio_column, "base": str(base) if base else None, "blob_dir": str(blob_dir)},
-        num_proc=num_proc if num_proc and num_proc > 1 else None, desc="resolving audio paths",
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        desc="resolving audio paths",
     )
     return list(converted["path"])
 
@@ -125,8 +131,10 @@ def load_hf_corpus(
                 rows["label"] = [str(v) for v in values]
         return options.validate(make_table(rows), f"{name_or_path}/{split}", require_text=bool(text_column))
 
-    return options.cached(("hf", fingerprint, config, split, audio_column, text_column, speaker_column,
-                           label_column, id_column, locale), build)
+    return options.cached(
+        ("hf", fingerprint, config, split, audio_column, text_column, speaker_column, label_column, id_column, locale),
+        build,
+    )
 
 
 def _as_text(value: Any) -> str:
@@ -289,35 +297,61 @@ def _read_commonvoice(request: SplitRequest, options: ReadOptions) -> list[Resul
     """Every selected locale (default: all of a release root; a locale folder is its own)."""
     root = corpus_root(request.corpus)
     locales = [root.name] if (root / "clips").is_dir() else list(request.locales) or list_locales(root)
-    return [load_commonvoice(root, locale, request.split, labeled=request.labeled, options=options)
-            for locale in locales]
+    return [
+        load_commonvoice(root, locale, request.split, labeled=request.labeled, options=options) for locale in locales
+    ]
 
 
 @register_reader("paper")
 def _read_paper_split(request: SplitRequest, options: ReadOptions) -> list[Result]:
     """Exactly the paper's clips: no duration filter, so val/test are the paper's."""
-    return [load_paper_split(corpus_root(request.corpus), request.locale or None, request.split,
-                             phone_labels=request.phone_labels,
-                             options=replace(options, min_duration=None, max_duration=None))]
+    return [
+        load_paper_split(
+            corpus_root(request.corpus),
+            request.locale or None,
+            request.split,
+            phone_labels=request.phone_labels,
+            options=replace(options, min_duration=None, max_duration=None),
+        )
+    ]
 
 
 @register_reader("hf")
 def _read_hf(request: SplitRequest, options: ReadOptions) -> list[Result]:
     """A hub id or a `save_to_disk` folder; unlabeled splits do not read the text column."""
-    return [load_hf_corpus(
-        request.corpus, request.split, audio_column=request.audio_column,
-        text_column=request.text_column if request.labeled else None, speaker_column=request.speaker_column,
-        label_column=request.label_column, config=request.hf_config, locale=request.locale, options=options)]
+    return [
+        load_hf_corpus(
+            request.corpus,
+            request.split,
+            audio_column=request.audio_column,
+            text_column=request.text_column if request.labeled else None,
+            speaker_column=request.speaker_column,
+            label_column=request.label_column,
+            config=request.hf_config,
+            locale=request.locale,
+            options=options,
+        )
+    ]
 
 
 @register_reader("manifest")
 def _read_manifest(request: SplitRequest, options: ReadOptions) -> list[Result]:
     """``split``: a TSV path, `<corpus>/<split>.tsv`, or the corpus file itself for "train"."""
     split, corpus = request.split, Path(request.corpus)
-    path = Path(split) if split.endswith(".tsv") else (
-        corpus if corpus.is_file() and split == "train" else corpus / f"{split}.tsv")
-    return [load_manifest(path, text_column="text" if request.labeled else None,
-                          label_column=request.label_column, locale=request.locale, options=options)]
+    path = (
+        Path(split)
+        if split.endswith(".tsv")
+        else (corpus if corpus.is_file() and split == "train" else corpus / f"{split}.tsv")
+    )
+    return [
+        load_manifest(
+            path,
+            text_column="text" if request.labeled else None,
+            label_column=request.label_column,
+            locale=request.locale,
+            options=options,
+        )
+    ]
 
 
 @register_reader("folder")

@@ -41,19 +41,20 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
 
 from .audio import resample
+from .commonvoice import CV_COLUMNS
 from .corpus import default_cache_dir
-from .demo_corpus import CLIP_RATE, HEADER, _write_tsv
+from .demo_corpus import CLIP_RATE, _write_tsv
 
 logger = logging.getLogger("unispeech.data")
 
@@ -97,20 +98,28 @@ class SizeSpec:
         return sum(self.split(loc, s)[0] for loc in LOCALES for s in EVAL_SPLITS)
 
 
+# fmt: off
 SIZES = {
     #                  en train    en dev   en test   es other    es train  es dev    es test
     "smoke": SizeSpec((4, 2),     (2, 1),  (2, 1),   (4, 2),     (2, 2),   (2, 1),   (2, 1)),
     "cpu":   SizeSpec((72, 10),   (6, 8),  (6, 8),   (72, 10),   (12, 10), (6, 10),  (6, 10)),   # ~1 h + ~1 h
     "gpu":   SizeSpec((240, 15),  (8, 15), (8, 15),  (240, 15),  (48, 15), (8, 15),  (8, 15)),   # ~5 h + ~5 h
 }
+# fmt: on
 
 
 # --------------------------------------------------------------------------- vocabulary
 
+
+def _word_list(text: str) -> tuple[str, ...]:
+    """The whitespace-separated words of `text`, each once, in order of first appearance."""
+    return tuple(dict.fromkeys(text.split()))
+
+
 # Frequent real words (closed-class words first, then common verbs, nouns, adjectives), roughly
 # in frequency order: sentences draw them with Zipf-like weights so they read naturally.
 COMMON_WORDS = {
-    "en": tuple(dict.fromkeys("""
+    "en": _word_list("""
         the a an and of to in on at for with from by about into over after before under
         between through during without against among around is are was were be been being
         am has have had do does did will would can could shall should may might must I you
@@ -129,8 +138,8 @@ COMMON_WORDS = {
         case week home house water room mother father friend family school city country
         story book door night morning evening car road food name good new old great big
         small little long short high low young early late right best better
-        """.split())),
-    "es": tuple(dict.fromkeys("""
+        """),
+    "es": _word_list("""
         el la los las un una unos unas lo al del de a en con por para sin sobre entre hasta
         desde hacia contra según durante tras bajo ante y o pero ni que como si porque
         aunque mientras cuando donde pues sino yo tú él ella nosotros nosotras vosotros
@@ -152,7 +161,7 @@ COMMON_WORDS = {
         niña amigo amiga familia trabajo escuela libro calle puerta mesa camino parte lugar
         nombre madre padre hijo hija mano cabeza bien mal mejor peor bueno buena grande
         pequeño nuevo nueva viejo vieja largo alto joven claro
-        """.split())),
+        """),
 }
 
 # A few profanities the syllable rules can produce; generated words never equal them.
@@ -191,25 +200,40 @@ def _pick(rng: np.random.Generator, inventory: _Inventory) -> str:
 # English: common onsets, vowel spellings (incl. r-coloured ones) and codas; an optional
 # derivational suffix or a silent final e, as in "brake".
 _EN = {
-    "onset_first": _inventory(("b c d f g h j k l m n p r s t v w y z", 3.0), ("ch sh th wh qu", 1.5),
-                              ("bl br cl cr dr fl fr gl gr pl pr sk sl sm sn sp st sw tr tw", 0.6),
-                              ("str spr scr thr shr", 0.3), ("-", 5.0)),
-    "onset_mid": _inventory(("b d f g k l m n p r s t v z", 3.0), ("ch sh th", 0.8),
-                            ("bl br cl cr dr fr gr pl pr st tr", 0.4)),
+    "onset_first": _inventory(
+        ("b c d f g h j k l m n p r s t v w y z", 3.0),
+        ("ch sh th wh qu", 1.5),
+        ("bl br cl cr dr fl fr gl gr pl pr sk sl sm sn sp st sw tr tw", 0.6),
+        ("str spr scr thr shr", 0.3),
+        ("-", 5.0),
+    ),
+    "onset_mid": _inventory(
+        ("b d f g k l m n p r s t v z", 3.0), ("ch sh th", 0.8), ("bl br cl cr dr fr gr pl pr st tr", 0.4)
+    ),
     "vowel": _inventory(("a e i o u", 5.0), ("ai ea ee oa oo ou oi", 0.7), ("ar er or ir ur", 0.5)),
     "coda_mid": _inventory(("-", 10.0), ("n r l s m t", 1.0)),
-    "coda_final": _inventory(("-", 4.0), ("b d g k l m n p s t x", 2.0),
-                             ("ck ll ss ng nk nd nt mp st sk sp ft lt ld lk sh th tch", 0.4)),
+    "coda_final": _inventory(
+        ("-", 4.0), ("b d g k l m n p s t x", 2.0), ("ck ll ss ng nk nd nt mp st sk sp ft lt ld lk sh th tch", 0.4)
+    ),
     "suffix": _inventory(("er ing ed ly", 2.0), ("ness ful less ment ish y est", 1.0)),
     "syllables": _inventory(("1", 0.40), ("2", 0.45), ("3", 0.15)),
 }
 # Spanish: CV/CVC syllables with its consonants (ñ, ll, ch, rr, qu, gu, silent h), vowels and
 # diphthongs; accents as written stress marks on one of the last three syllables.
 _ES = {
-    "onset_first": _inventory(("b c d f g j l m n p r s t v", 3.0), ("ch ll y z h", 1.0), ("qu gu", 0.5),
-                              ("bl br cl cr dr fl fr gl gr pl pr tr", 0.5), ("-", 8.0)),
-    "onset_mid": _inventory(("b c d f g j l m n p r s t v", 3.0), ("ch ll y z ñ rr", 1.0), ("qu gu", 0.6),
-                            ("bl br cl cr dr fr gr pl pr tr", 0.5)),
+    "onset_first": _inventory(
+        ("b c d f g j l m n p r s t v", 3.0),
+        ("ch ll y z h", 1.0),
+        ("qu gu", 0.5),
+        ("bl br cl cr dr fl fr gl gr pl pr tr", 0.5),
+        ("-", 8.0),
+    ),
+    "onset_mid": _inventory(
+        ("b c d f g j l m n p r s t v", 3.0),
+        ("ch ll y z ñ rr", 1.0),
+        ("qu gu", 0.6),
+        ("bl br cl cr dr fr gr pl pr tr", 0.5),
+    ),
     "vowel": _inventory(("a e o", 6.0), ("i u", 4.0), ("ia ie io ua ue ui ai ei oi au", 0.3)),
     "coda_mid": _inventory(("-", 10.0), ("n s r l", 1.0)),
     "coda_final": _inventory(("-", 9.0), ("n s r l", 1.2), ("d z", 0.4)),
@@ -220,8 +244,10 @@ _EN_SHORT_ONLY = {"ck": "k", "ll": "l", "ss": "s", "tch": "ch"}  # spellings tha
 # Rejected spellings: triple letters, odd doubles, no vowel, and roman numerals (espeak-ng
 # reads "vi" as "roman six"); English words also need 3+ letters ("uk", "os" are read as
 # letter names) and "ces" is an abbreviation in espeak-ng's English dictionary.
-_BAD = {"en": re.compile(r"(.)\1\1|([hjkqvwxy])\2|^[^aeiouy]+$|^[ivxlcdm]+$|^..?$|^ces$"),
-        "es": re.compile(r"(.)\1\1|ii|uu|^[^aeiouáéíóú]+$|^[ivxlcdm]+$")}
+_BAD = {
+    "en": re.compile(r"(.)\1\1|([hjkqvwxy])\2|^[^aeiouy]+$|^[ivxlcdm]+$|^..?$|^ces$"),
+    "es": re.compile(r"(.)\1\1|ii|uu|^[^aeiouáéíóú]+$|^[ivxlcdm]+$"),
+}
 
 
 def _english_word(rng: np.random.Generator) -> str:
@@ -269,7 +295,7 @@ def _spanish_word(rng: np.random.Generator) -> str:
         target = syllables[-1 - int(rng.integers(0, min(3, n)))]
         vowel = target[1]
         strong = next((i for i, c in enumerate(vowel) if c in "aeo"), len(vowel) - 1)
-        target[1] = vowel[:strong] + vowel[strong].translate(_ACCENT) + vowel[strong + 1:]
+        target[1] = vowel[:strong] + vowel[strong].translate(_ACCENT) + vowel[strong + 1 :]
     return "".join("".join(s) for s in syllables)
 
 
@@ -299,8 +325,10 @@ def _word_tables(locale: str, seed: int) -> tuple[_Inventory, _Inventory]:
     """Common and generated words with Zipf-like draw weights (the generated ones flatter)."""
     common = COMMON_WORDS[locale]
     vocab = make_vocabulary(locale, seed=seed)
-    return ((common, _cumulative(1.0 / (np.arange(len(common)) + 4.0))),
-            (vocab, _cumulative(1.0 / (np.arange(len(vocab)) + 40.0) ** 0.9)))
+    return (
+        (common, _cumulative(1.0 / (np.arange(len(common)) + 4.0))),
+        (vocab, _cumulative(1.0 / (np.arange(len(vocab)) + 40.0) ** 0.9)),
+    )
 
 
 COMMON_WORD_SHARE = 0.45
@@ -337,20 +365,81 @@ def make_sentence(rng: np.random.Generator, locale: str, n_words: int, seed: int
 # for the same input (Alicia, f2, f3, f5, sandro, victor: all set unusual high formants,
 # probably read out of range inside espeak-ng 1.52), which would break reproducibility.
 VOICE_VARIANTS = (
-    "Alex", "Andrea", "Andy", "Annie", "AnxiousAndy", "Denis", "Diogo", "Gene", "Gene2",
-    "Henrique", "Hugo", "Lee", "Mario", "Michael", "Mike", "Nguyen", "Reed", "Storm", "Tweaky",
-    "adam", "anika", "aunty", "belinda", "benjamin", "boris", "david", "edward", "edward2",
-    "f1", "f4", "grandma", "gustave", "iven2", "iven3", "iven4", "john",
-    "kaukovalta", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "linda",
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "marcelo", "max", "michel", "miguel",
-    "mike2", "norbert", "pablo", "pedro", "quincy", "rob", "robert", "shelby",
-    "steph", "steph2", "steph3", "travis", "zac",
+    "Alex",
+    "Andrea",
+    "Andy",
+    "Annie",
+    "AnxiousAndy",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Gene2",
+    "Henrique",
+    "Hugo",
+    "Lee",
+    "Mario",
+    "Michael",
+    "Mike",
+    "Nguyen",
+    "Reed",
+    "Storm",
+    "Tweaky",
+    "adam",
+    "anika",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "david",
+    "edward",
+    "edward2",
+    "f1",
+    "f4",
+    "grandma",
+    "gustave",
+    "iven2",
+    "iven3",
+    "iven4",
+    "john",
+    "kaukovalta",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "klatt5",
+    "klatt6",
+    "linda",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "marcelo",
+    "max",
+    "michel",
+    "miguel",
+    "mike2",
+    "norbert",
+    "pablo",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "shelby",
+    "steph",
+    "steph2",
+    "steph3",
+    "travis",
+    "zac",
 )
-RATE_WPM = (135, 205)       # espeak-ng speaking rate, words per minute
-PITCH = (25, 75)            # espeak-ng pitch, 0-99
-PITCH_RANGE = (20, 90)      # espeak-ng pitch range (intonation), 0-99
+RATE_WPM = (135, 205)  # espeak-ng speaking rate, words per minute
+PITCH = (25, 75)  # espeak-ng pitch, 0-99
+PITCH_RANGE = (20, 90)  # espeak-ng pitch range (intonation), 0-99
 LEVEL_DBFS = (-30.0, -20.0)  # clip RMS level
-SNR_DB = (20.0, 40.0)       # additive noise, per speaker
+SNR_DB = (20.0, 40.0)  # additive noise, per speaker
 AGES = ("teens", "twenties", "thirties", "forties", "fifties", "sixties")
 _CV_GENDER = {"male": "male_masculine", "female": "female_feminine", "": ""}
 
@@ -379,8 +468,10 @@ class SpeakerSpec:
     @property
     def client_id(self) -> str:
         """A hash of the voice spec, like CommonVoice's client_id (the locale is part of it)."""
-        spec = (f"replication|{self.locale}|{self.variant}|{self.rate}|{self.pitch}|{self.pitch_range}"
-                f"|{self.level_db:.1f}|{self.noise}|{self.snr_db:.1f}")
+        spec = (
+            f"replication|{self.locale}|{self.variant}|{self.rate}|{self.pitch}|{self.pitch_range}"
+            f"|{self.level_db:.1f}|{self.noise}|{self.snr_db:.1f}"
+        )
         return hashlib.sha512(spec.encode()).hexdigest()
 
 
@@ -389,8 +480,10 @@ def _check_variants() -> None:
 
     missing = sorted(set(VOICE_VARIANTS) - set(voice_variants()))
     if missing:
-        raise RuntimeError(f"this espeak-ng data lacks the voice variants {missing}; "
-                           "the replication corpus was designed for espeakng-loader's espeak-ng 1.52")
+        raise RuntimeError(
+            f"this espeak-ng data lacks the voice variants {missing}; "
+            "the replication corpus was designed for espeakng-loader's espeak-ng 1.52"
+        )
 
 
 def plan_speakers(size: str = "cpu", seed: int = 0, noise: bool = True) -> list[SpeakerSpec]:
@@ -424,9 +517,12 @@ def plan_speakers(size: str = "cpu", seed: int = 0, noise: bool = True) -> list[
                     variant = train_variants[n_train % len(train_variants)]
                     n_train += 1
                 while True:
-                    voice = (variant, int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
-                             int(rng.integers(PITCH[0], PITCH[1] + 1)),
-                             int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)))
+                    voice = (
+                        variant,
+                        int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
+                        int(rng.integers(PITCH[0], PITCH[1] + 1)),
+                        int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
+                    )
                     if voice not in used:
                         break
                 used.add(voice)
@@ -434,9 +530,19 @@ def plan_speakers(size: str = "cpu", seed: int = 0, noise: bool = True) -> list[
                 kind = ("white", "pink")[int(rng.integers(0, 2))]
                 snr = round(float(rng.uniform(*SNR_DB)), 1)
                 age = AGES[int(rng.integers(0, len(AGES)))]
-                speakers.append(SpeakerSpec(locale, split, index, *voice, level,
-                                            kind if noise else "none", snr if noise else 0.0,
-                                            genders[variant], age))
+                speakers.append(
+                    SpeakerSpec(
+                        locale,
+                        split,
+                        index,
+                        *voice,
+                        level,
+                        kind if noise else "none",
+                        snr if noise else 0.0,
+                        genders[variant],
+                        age,
+                    )
+                )
     return speakers
 
 
@@ -470,11 +576,11 @@ def _pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
 def _render(wav: np.ndarray, rate: int, speaker: SpeakerSpec, rng: np.random.Generator) -> np.ndarray:
     """Set the speaker's level, add its noise, limit peaks and resample to 48 kHz."""
     wav = wav.astype(np.float64)
-    rms = np.sqrt(np.mean(wav ** 2)) + 1e-12
+    rms = np.sqrt(np.mean(wav**2)) + 1e-12
     wav *= 10.0 ** (speaker.level_db / 20.0) / rms
     if speaker.noise != "none":
         noise = rng.standard_normal(len(wav)) if speaker.noise == "white" else _pink_noise(rng, len(wav))
-        wav += noise * np.sqrt(np.mean(wav ** 2) / 10.0 ** (speaker.snr_db / 10.0))
+        wav += noise * np.sqrt(np.mean(wav**2) / 10.0 ** (speaker.snr_db / 10.0))
     peak = np.abs(wav).max()
     if peak > 0.95:
         wav *= 0.95 / peak
@@ -492,7 +598,7 @@ def _synth_task(task: _Task) -> list[dict]:
         rng = np.random.default_rng([task.seed, _LOCALE_ID[spk.locale], _SPLIT_ID[spk.split], index])
         target = float(rng.uniform(MIN_SECONDS + 0.3, MAX_SECONDS - 0.3))
         n_words = max(1, round(target * _words_per_second(spk.locale, spk.rate)))
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in range(1, MAX_ATTEMPTS + 1):  # noqa: B007 (read after the loop: the tries it took)
             sentence = make_sentence(rng, spk.locale, n_words, seed=task.seed)
             wav = synth.synthesize(sentence, spk.voice, rate=spk.rate, pitch=spk.pitch, pitch_range=spk.pitch_range)
             seconds = len(wav) / synth.sampling_rate
@@ -506,8 +612,15 @@ def _synth_task(task: _Task) -> list[dict]:
         buffer = io.BytesIO()
         sf.write(buffer, audio, CLIP_RATE, format="MP3", subtype="MPEG_LAYER_III")
         (clips_dir / name).write_bytes(buffer.getvalue())
-        out.append({"index": index, "path": name, "sentence": sentence, "attempts": attempt,
-                    "duration_ms": round(1000 * len(audio) / CLIP_RATE)})
+        out.append(
+            {
+                "index": index,
+                "path": name,
+                "sentence": sentence,
+                "attempts": attempt,
+                "duration_ms": round(1000 * len(audio) / CLIP_RATE),
+            }
+        )
     return out
 
 
@@ -613,12 +726,34 @@ def generate_replication_corpus(
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
-    from tqdm.auto import tqdm
-
     _check_variants()
     start = time.perf_counter()
     release = Path(target) / _release_name(size)
-    speakers = plan_speakers(size, seed, noise)
+    tasks = _plan_tasks(release, size, seed, plan_speakers(size, seed, noise))
+    workers = max(1, min(num_workers or _default_workers(), len(tasks)))
+    results = _synthesise(tasks, workers, seed, f"replication corpus ({size})", progress)
+    for locale in LOCALES:
+        _write_locale(
+            release / locale, locale, [(t.speaker, r) for t, r in zip(tasks, results) if t.speaker.locale == locale]
+        )
+    elapsed = time.perf_counter() - start
+    clips = [c for r in results for c in r]
+    logger.info(
+        "replication corpus %s: %d clips, %.2f h of audio in %.0f s with %d worker(s) "
+        "(%d sentences re-drawn for length)",
+        size,
+        len(clips),
+        sum(c["duration_ms"] for c in clips) / 3.6e6,
+        elapsed,
+        workers,
+        sum(c["attempts"] - 1 for c in clips),
+    )
+    return release
+
+
+def _plan_tasks(release: Path, size: str, seed: int, speakers: list[SpeakerSpec]) -> list[_Task]:
+    """One task per speaker: its clips' indices and file names, in a fixed order. Makes the
+    locales' clips/ folders that the tasks write to."""
     tasks: list[_Task] = []
     for locale in LOCALES:
         (release / locale / "clips").mkdir(parents=True, exist_ok=True)
@@ -632,14 +767,19 @@ def generate_replication_corpus(
                     number += 1
                     clips.append((spk.index * per_speaker + k, f"common_voice_{locale}_{number}.mp3"))
                 tasks.append(_Task(spk, tuple(clips), seed, str(release / locale / "clips")))
+    return tasks
 
-    workers = max(1, min(num_workers or _default_workers(), len(tasks)))
-    results: list[list[dict] | None] = [None] * len(tasks)
-    total = sum(len(t.clips) for t in tasks)
+
+def _synthesise(tasks: list[_Task], workers: int, seed: int, desc: str, progress: bool) -> list[list[dict]]:
+    """Each task's clip rows, in task order, from a pool of `workers` processes."""
+    from tqdm.auto import tqdm
+
+    results: list[list[dict]] = [[] for _ in tasks]
     pool = ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(seed,))
     try:
-        with tqdm(total=total, unit="clip", desc=f"replication corpus ({size})",
-                  disable=None if progress else True) as bar:
+        with tqdm(
+            total=sum(len(t.clips) for t in tasks), unit="clip", desc=desc, disable=None if progress else True
+        ) as bar:
             futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
             for future in as_completed(futures):
                 i = futures[future]
@@ -648,16 +788,7 @@ def generate_replication_corpus(
     finally:
         # On an error or Ctrl-C, drop the queued speakers instead of synthesising them all.
         pool.shutdown(wait=True, cancel_futures=True)
-
-    for locale in LOCALES:
-        _write_locale(release / locale, locale,
-                      [(t.speaker, r) for t, r in zip(tasks, results) if t.speaker.locale == locale])
-    elapsed = time.perf_counter() - start
-    clips = [c for r in results for c in r]
-    logger.info("replication corpus %s: %d clips, %.2f h of audio in %.0f s with %d worker(s) "
-                "(%d sentences re-drawn for length)", size, total, sum(c["duration_ms"] for c in clips) / 3.6e6,
-                elapsed, workers, sum(c["attempts"] - 1 for c in clips))
-    return release
+    return results
 
 
 def _write_locale(out_dir: Path, locale: str, clips: list[tuple[SpeakerSpec, list[dict]]]) -> None:
@@ -667,19 +798,65 @@ def _write_locale(out_dir: Path, locale: str, clips: list[tuple[SpeakerSpec, lis
         votes = (0, 0) if spk.split == "other" else (2, 0)
         for c in rows:
             sentence_id = hashlib.sha256(f"{locale}:{c['sentence']}".encode()).hexdigest()
-            by_split[spk.split].append((spk.client_id, c["path"], sentence_id, c["sentence"], "", votes[0],
-                                        votes[1], spk.age, spk.gender, "", "", locale, ""))
+            by_split[spk.split].append(
+                (
+                    spk.client_id,
+                    c["path"],
+                    sentence_id,
+                    c["sentence"],
+                    "",
+                    votes[0],
+                    votes[1],
+                    spk.age,
+                    spk.gender,
+                    "",
+                    "",
+                    locale,
+                    "",
+                )
+            )
             durations.append((c["path"], c["duration_ms"]))
     by_split["validated"] = [r for s in ("train", "dev", "test") for r in by_split[s]]
     for split, rows in by_split.items():
-        _write_tsv(out_dir / f"{split}.tsv", HEADER, rows)
+        _write_tsv(out_dir / f"{split}.tsv", CV_COLUMNS, rows)
     _write_tsv(out_dir / "clip_durations.tsv", ("clip", "duration[ms]"), durations)
-    # The voice behind every client_id, for analysis (not read by the loader).
-    _write_tsv(out_dir / "speakers.tsv",
-               ("client_id", "split", "variant", "rate", "pitch", "pitch_range", "level_db", "noise",
-                "snr_db", "gender", "age"),
-               [(s.client_id, s.split, s.variant, s.rate, s.pitch, s.pitch_range, f"{s.level_db:.1f}",
-                 s.noise, f"{s.snr_db:.1f}", s.gender, s.age) for s, _ in clips])
+    _write_speakers(out_dir / "speakers.tsv", [spk for spk, _ in clips])
+
+
+def _write_speakers(path: Path, speakers: list[SpeakerSpec]) -> None:
+    """The voice behind every client_id, for analysis (not read by the loader)."""
+    _write_tsv(
+        path,
+        (
+            "client_id",
+            "split",
+            "variant",
+            "rate",
+            "pitch",
+            "pitch_range",
+            "level_db",
+            "noise",
+            "snr_db",
+            "gender",
+            "age",
+        ),
+        [
+            (
+                s.client_id,
+                s.split,
+                s.variant,
+                s.rate,
+                s.pitch,
+                s.pitch_range,
+                f"{s.level_db:.1f}",
+                s.noise,
+                f"{s.snr_db:.1f}",
+                s.gender,
+                s.age,
+            )
+            for s in speakers
+        ],
+    )
 
 
 def ensure_replication_corpus(
@@ -711,8 +888,10 @@ def ensure_replication_corpus(
     try:
         start = time.perf_counter()
         generate_replication_corpus(tmp, size, seed=seed, num_workers=num_workers, noise=noise, progress=progress)
-        (tmp / "COMPLETE").write_text(f"unispeech replication corpus v{VERSION} size={size} seed={seed} "
-                                      f"noise={noise} generated in {time.perf_counter() - start:.0f} s\n")
+        (tmp / "COMPLETE").write_text(
+            f"unispeech replication corpus v{VERSION} size={size} seed={seed} "
+            f"noise={noise} generated in {time.perf_counter() - start:.0f} s\n"
+        )
         try:
             os.rename(tmp, final)
         except OSError:
@@ -734,16 +913,23 @@ def summarize(release: str | Path) -> list[dict]:
         for split in ("train", "dev", "test", "other"):
             table = read_tsv(loc / f"{split}.tsv")
             paths = table.get("path", [])
-            rows.append({"locale": locale, "split": split, "clips": len(paths),
-                         "hours": sum(durations.get(p, 0.0) for p in paths) / 3600.0,
-                         "speakers": len(set(table.get("client_id", [])))})
+            rows.append(
+                {
+                    "locale": locale,
+                    "split": split,
+                    "clips": len(paths),
+                    "hours": sum(durations.get(p, 0.0) for p in paths) / 3600.0,
+                    "speakers": len(set(table.get("client_id", []))),
+                }
+            )
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m unispeech.data.synthetic_corpus",
-        description="Generate (once) the espeak-ng replication corpus and print where it is.")
+        description="Generate (once) the espeak-ng replication corpus and print where it is.",
+    )
     parser.add_argument("--size", default="cpu", choices=sorted(SIZES))
     parser.add_argument("--out", default=None, help="cache root instead of $UNISPEECH_CACHE (~/.cache/unispeech)")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: usable CPUs)")
@@ -756,8 +942,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ready in {time.perf_counter() - start:.1f} s ({(root.parent / 'COMPLETE').read_text().strip()})")
     for row in summarize(root):
         if row["clips"]:
-            print(f"  {row['locale']}/{row['split']:<6} {row['clips']:5d} clips {row['hours']:6.2f} h "
-                  f"{row['speakers']:4d} speakers")
+            print(
+                f"  {row['locale']}/{row['split']:<6} {row['clips']:5d} clips {row['hours']:6.2f} h "
+                f"{row['speakers']:4d} speakers"
+            )
 
 
 if __name__ == "__main__":

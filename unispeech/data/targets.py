@@ -9,19 +9,20 @@ the readers' validation. `load_or_build_tokenizer` gives the vocabulary of the t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import datasets
 import numpy as np
 
 from .corpus import SkipReport, cache_key, cached_table
 from .paper_splits import paper_target, paper_tokenizer
-from .phonemes import WORD_BOUNDARY, add_phones_column, locale_to_voice
-from .tokenizer import CTCTokenizer, normalize_text
+from .phonemes import add_phones_column, locale_to_voice
+from .tokenizer import WORD_DELIMITER, CTCTokenizer, normalize_text
 
 logger = logging.getLogger("unispeech.data")
+
 
 @dataclass(frozen=True)
 class CTCTargets:
@@ -60,10 +61,11 @@ class CTCTargets:
         return cached_table(self.cache_dir, key, build)[0]
 
 
-def _with_target(table: datasets.Dataset, targets: list[str], name: str,
-                 kind: str) -> tuple[datasets.Dataset, SkipReport]:
+def _with_target(
+    table: datasets.Dataset, targets: list[str], name: str, kind: str
+) -> tuple[datasets.Dataset, SkipReport]:
     report = SkipReport(corpus=name)
-    empty = [i for i, t in enumerate(targets) if not t.replace(WORD_BOUNDARY, "").strip()]
+    empty = [i for i, t in enumerate(targets) if not t.replace(WORD_DELIMITER, "").strip()]
     if empty:
         ids = table["id"]
         report.add(f"empty {kind} transcript", [ids[i] for i in empty])
@@ -87,8 +89,9 @@ def class_names(table: datasets.Dataset, column: str) -> list[str]:
     return [str(v) for v in table[found]]
 
 
-def class_ids(table: datasets.Dataset, column: str, label2id: dict[str, int],
-              name: str) -> tuple[datasets.Dataset, list[int], SkipReport]:
+def class_ids(
+    table: datasets.Dataset, column: str, label2id: dict[str, int], name: str
+) -> tuple[datasets.Dataset, list[int], SkipReport]:
     """The rows of ``table`` whose class is in ``label2id``, and their ids; the others are
     reported (a class that only val/test have cannot be predicted)."""
     names = class_names(table, column)
@@ -104,8 +107,15 @@ def class_ids(table: datasets.Dataset, column: str, label2id: dict[str, int],
 
 
 # -- tokenizer ------------------------------------------------------------------------
-def load_or_build_tokenizer(train: datasets.Dataset, kind: str, cache_dir: Path, *, directory: str | None = None,
-                            locales: Sequence[str] = (), paper_locale: str | None = None) -> CTCTokenizer:
+def load_or_build_tokenizer(
+    train: datasets.Dataset,
+    kind: str,
+    cache_dir: Path,
+    *,
+    directory: str | None = None,
+    locales: Sequence[str] = (),
+    paper_locale: str | None = None,
+) -> CTCTokenizer:
     """The tokenizer saved in ``directory`` (default: a cache entry of this training split),
     else one built from the `target` column of ``train`` and saved there.
 

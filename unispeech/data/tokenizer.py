@@ -12,15 +12,16 @@ from __future__ import annotations
 import itertools
 import json
 import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
+
+from unispeech.modeling.losses import IGNORE_INDEX
 
 PAD, BOS, EOS, UNK, WORD_DELIMITER = "<pad>", "<s>", "</s>", "<unk>", "|"
 SPECIALS = (PAD, BOS, EOS, UNK, WORD_DELIMITER)
 KINDS = ("chars", "phones")
-IGNORE_ID = -100
 
 
 def normalize_text(text: str) -> str:
@@ -57,7 +58,7 @@ class CTCTokenizer:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def from_texts(cls, texts: Iterable[str], kind: str = "chars", language: str = "") -> "CTCTokenizer":
+    def from_texts(cls, texts: Iterable[str], kind: str = "chars", language: str = "") -> CTCTokenizer:
         """Build the vocabulary from (already normalised / phonemized) training texts."""
         symbols: set[str] = set()
         for text in texts:
@@ -117,13 +118,13 @@ class CTCTokenizer:
     ) -> str:
         """CTC decode: merge repeats (``group_tokens``), drop blanks, join.
 
-        Label padding (-100) is ignored, so ``decode(labels[i], group_tokens=False)`` gives the
+        Label padding (IGNORE_INDEX) is ignored, so ``decode(labels[i], group_tokens=False)`` gives the
         reference text. Characters join into words at `|`; phones join with spaces and drop
         `|` unless ``keep_word_delimiter``.
         """
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        ids = [int(i) for i in ids if int(i) != IGNORE_ID]
+        ids = [int(i) for i in ids if int(i) != IGNORE_INDEX]
         if group_tokens:
             ids = [key for key, _ in itertools.groupby(ids)]
         tokens = []
@@ -161,15 +162,21 @@ class CTCTokenizer:
         if self.kind == "chars":
             config.update(tokenizer_class="Wav2Vec2CTCTokenizer", replace_word_delimiter_char=" ")
         else:
-            config.update(tokenizer_class="Wav2Vec2PhonemeCTCTokenizer", phone_delimiter_token=" ",
-                          do_phonemize=False, phonemizer_lang=self.language or "en-us",
-                          phonemizer_backend="espeak")
-        (path / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            config.update(
+                tokenizer_class="Wav2Vec2PhonemeCTCTokenizer",
+                phone_delimiter_token=" ",
+                do_phonemize=False,
+                phonemizer_lang=self.language or "en-us",
+                phonemizer_backend="espeak",
+            )
+        (path / "tokenizer_config.json").write_text(
+            json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         (path / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n", encoding="utf-8")
         return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "CTCTokenizer":
+    def from_pretrained(cls, directory: str | Path) -> CTCTokenizer:
         path = Path(directory)
         vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
         config_file = path / "tokenizer_config.json"

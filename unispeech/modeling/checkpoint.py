@@ -18,14 +18,16 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import torch
 
 from .config import CONFIG_NAME, UniSpeechConfig
 
-if TYPE_CHECKING:
-    from .models import UniSpeechPreTrainedModel
+# A `UniSpeechPreTrainedModel` subclass. This module sees models only as `nn.Module`s with a
+# `config` (and, on the class, `base_model_prefix`), so that models.py imports it and not
+# the other way round.
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ def from_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
-def save_pretrained(model: "UniSpeechPreTrainedModel", save_directory: str | os.PathLike, safe_serialization: bool = True) -> None:
+def save_pretrained(model: torch.nn.Module, save_directory: str | os.PathLike, safe_serialization: bool = True) -> None:
+    """Write `model.config` and the weights (keys in the `transformers` layout) to `save_directory`."""
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
@@ -135,7 +138,9 @@ def match_prefix(state_dict: dict[str, torch.Tensor], model: torch.nn.Module, pr
     return state_dict
 
 
-def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "unispeech") -> dict[str, list[str]]:
+def load_into(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "unispeech"
+) -> dict[str, list[str]]:
     """Copy matching tensors into `model`; returns missing, unexpected and mismatched keys."""
     state_dict = match_prefix(from_hf_state_dict(state_dict), model, prefix)
     own = model.state_dict()
@@ -155,12 +160,13 @@ def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], prefi
 
 
 def from_pretrained(
-    cls: type["UniSpeechPreTrainedModel"],
+    cls: type[ModelT],
     path: str | os.PathLike,
     config: UniSpeechConfig | None = None,
     strict: bool = False,
     **overrides: Any,
-) -> "UniSpeechPreTrainedModel":
+) -> ModelT:
+    """`cls(config)` with the weights of `path` loaded into it (see the module docstring)."""
     directory = resolve_checkpoint_dir(path)
     if config is None:
         if not (directory / CONFIG_NAME).is_file():
@@ -174,7 +180,9 @@ def from_pretrained(
     if info["missing_keys"] or info["mismatched_keys"]:
         logger.warning(
             "%s from %s: freshly initialised (not in the checkpoint or a different shape): %s",
-            cls.__name__, path, info["missing_keys"] + info["mismatched_keys"],
+            cls.__name__,
+            path,
+            info["missing_keys"] + info["mismatched_keys"],
         )
     if info["unexpected_keys"]:
         logger.info("%s from %s: unused checkpoint weights: %s", cls.__name__, path, info["unexpected_keys"])

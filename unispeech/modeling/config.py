@@ -122,9 +122,17 @@ class UniSpeechConfig:
         if self.ctc_loss_reduction not in ("mean", "sum"):
             raise ValueError(f"ctc_loss_reduction={self.ctc_loss_reduction!r} must be 'mean' or 'sum'")
         for name in (
-            "hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout",
-            "feat_quantizer_dropout", "final_dropout", "layerdrop", "mask_time_prob",
-            "mask_feature_prob", "replace_prob", "ctc_alpha",
+            "hidden_dropout",
+            "activation_dropout",
+            "attention_dropout",
+            "feat_proj_dropout",
+            "feat_quantizer_dropout",
+            "final_dropout",
+            "layerdrop",
+            "mask_time_prob",
+            "mask_feature_prob",
+            "replace_prob",
+            "ctc_alpha",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -166,7 +174,7 @@ class UniSpeechConfig:
         return out
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any], **overrides: Any) -> "UniSpeechConfig":
+    def from_dict(cls, config: dict[str, Any], **overrides: Any) -> UniSpeechConfig:
         config = {**config, **overrides}
         model_type = config.get("model_type", cls.model_type)
         if model_type not in (cls.model_type, "wav2vec2"):
@@ -188,7 +196,7 @@ class UniSpeechConfig:
         (directory / CONFIG_NAME).write_text(self.to_json_string())
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "UniSpeechConfig":
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> UniSpeechConfig:
         """Read `config.json` from a directory (or the file itself)."""
         path = Path(path)
         file = path / CONFIG_NAME if path.is_dir() else path

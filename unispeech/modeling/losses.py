@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Label padding, and the label of unlabeled rows: the losses skip it (any negative label is
+# skipped; -100 is the value `torch` and `transformers` use). Collation and decoding use it too.
+IGNORE_INDEX = -100
+
 
 def contrastive_loss_per_row(
     context: torch.Tensor,
@@ -63,7 +67,7 @@ def ctc_loss_per_row(
     blank: int,
     zero_infinity: bool = False,
 ) -> torch.Tensor:
-    """CTC negative log-likelihood of each row (B,). `labels` is (B, L), padded with -100;
+    """CTC negative log-likelihood of each row (B,). `labels` is (B, L), padded with IGNORE_INDEX;
     a row with no label gets the (finite) likelihood of the all-blank path, which callers
     weight by zero."""
     log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, C)

@@ -17,7 +17,7 @@ from torch import nn
 from . import checkpoint
 from .config import UniSpeechConfig
 from .feature_encoder import FeatureEncoder, FeatureProjection, conv_output_lengths
-from .losses import contrastive_loss_per_row, ctc_loss_per_row, diversity_loss
+from .losses import IGNORE_INDEX, contrastive_loss_per_row, ctc_loss_per_row, diversity_loss
 from .masking import compute_mask_indices, frame_mask_from_lengths, sample_negative_indices, uniform
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, UniSpeechForPreTrainingOutput
 from .quantizer import GumbelVectorQuantizer, count_codevector_picks
@@ -75,7 +75,9 @@ class UniSpeechPreTrainedModel(nn.Module):
         """Frames produced from `input_lengths` waveform samples."""
         return conv_output_lengths(torch.as_tensor(input_lengths), self.config)
 
-    def _frame_lengths(self, attention_mask: torch.Tensor | None, input_values: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def _frame_lengths(
+        self, attention_mask: torch.Tensor | None, input_values: torch.Tensor, num_frames: int
+    ) -> torch.Tensor:
         if attention_mask is None:
             return torch.full((input_values.shape[0],), num_frames, dtype=torch.long, device=input_values.device)
         return self.get_feat_extract_output_lengths(attention_mask.sum(-1)).long().clamp(0, num_frames)
@@ -129,6 +131,26 @@ class UniSpeechModel(UniSpeechPreTrainedModel):
         self.encoder = TransformerEncoder(config)
         self.init_weights()
 
+    def draw_time_mask(
+        self,
+        frame_lengths: torch.Tensor,
+        num_frames: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(B, T) bool: spans of `mask_time_length` frames over about `mask_time_prob` of
+        each row's real frames (at least `mask_time_min_masks` spans)."""
+        cfg = self.config
+        return compute_mask_indices(
+            (frame_lengths.shape[0], num_frames),
+            cfg.mask_time_prob,
+            cfg.mask_time_length,
+            frame_lengths,
+            cfg.mask_time_min_masks,
+            device,
+            generator,
+        )
+
     def mask_hidden_states(
         self,
         hidden_states: torch.Tensor,
@@ -143,18 +165,20 @@ class UniSpeechModel(UniSpeechPreTrainedModel):
             return hidden_states, None
         b, t, h = hidden_states.shape
         if mask_time_indices is None and self.training and cfg.mask_time_prob > 0:
-            mask_time_indices = compute_mask_indices(
-                (b, t), cfg.mask_time_prob, cfg.mask_time_length, frame_lengths,
-                cfg.mask_time_min_masks, hidden_states.device, generator,
-            )
+            mask_time_indices = self.draw_time_mask(frame_lengths, t, hidden_states.device, generator)
         if mask_time_indices is not None:
             mask_time_indices = mask_time_indices.to(hidden_states.device, torch.bool)
             embed = self.masked_spec_embed.to(hidden_states.dtype)
             hidden_states = torch.where(mask_time_indices[..., None], embed, hidden_states)
         if self.training and cfg.mask_feature_prob > 0:
             channels = compute_mask_indices(
-                (b, h), cfg.mask_feature_prob, cfg.mask_feature_length, None,
-                cfg.mask_feature_min_masks, hidden_states.device, generator,
+                (b, h),
+                cfg.mask_feature_prob,
+                cfg.mask_feature_length,
+                None,
+                cfg.mask_feature_min_masks,
+                hidden_states.device,
+                generator,
             )
             hidden_states = hidden_states.masked_fill(channels[:, None, :], 0.0)
         return hidden_states, mask_time_indices
@@ -235,10 +259,6 @@ class UniSpeechForSequenceClassification(UniSpeechPreTrainedModel):
         self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
         self.init_weights()
 
-    def freeze_base_model(self) -> None:
-        for param in self.unispeech.parameters():
-            param.requires_grad = False
-
     def forward(
         self,
         input_values: torch.Tensor,
@@ -315,16 +335,15 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
     ):
         cfg = self.config
         if labels is not None and labels.numel() and labels.max() >= cfg.num_ctc_classes:
-            raise ValueError(f"phone label values must be < num_ctc_classes ({cfg.num_ctc_classes}), got {int(labels.max())}")
+            raise ValueError(
+                f"phone label values must be < num_ctc_classes ({cfg.num_ctc_classes}), got {int(labels.max())}"
+            )
         alpha = cfg.ctc_alpha if alpha is None else alpha
         if mask_time_indices is None and cfg.apply_spec_augment and cfg.mask_time_prob > 0:
             # the loss needs masked frames in evaluation too (validation loss)
             num_frames = int(self.get_feat_extract_output_lengths(input_values.shape[1]))
-            mask_time_indices = compute_mask_indices(
-                (input_values.shape[0], num_frames), cfg.mask_time_prob, cfg.mask_time_length,
-                self._frame_lengths(attention_mask, input_values, num_frames), cfg.mask_time_min_masks,
-                input_values.device, generator,
-            )
+            frame_lengths = self._frame_lengths(attention_mask, input_values, num_frames)
+            mask_time_indices = self.unispeech.draw_time_mask(frame_lengths, num_frames, input_values.device, generator)
 
         base = self.unispeech(
             input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states, True, generator
@@ -353,7 +372,11 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
         if sampled_negative_indices is None:
             sampled_negative_indices = sample_negative_indices(frame_lengths, t, cfg.num_negatives, generator)
         contrastive_rows, correct = contrastive_loss_per_row(
-            context, targets, quantized.indices, masked, sampled_negative_indices.to(context.device),
+            context,
+            targets,
+            quantized.indices,
+            masked,
+            sampled_negative_indices.to(context.device),
             cfg.contrastive_logits_temperature,
         )
         num_codevectors = cfg.num_codevector_groups * cfg.num_codevectors_per_group
@@ -363,7 +386,7 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
         # phonetic CTC on labeled rows; unlabeled rows contribute with zero weight so the
         # CTC head gets a (zero) gradient on every step, as DDP requires
         if labels is None:
-            labels = torch.full((b, 1), -100, dtype=torch.long, device=context.device)
+            labels = torch.full((b, 1), IGNORE_INDEX, dtype=torch.long, device=context.device)
         labeled = (labels >= 0).any(dim=1)  # (B,)
         ctc_rows = ctc_loss_per_row(ctc_logits, frame_lengths, labels, cfg.pad_token_id or 0, cfg.ctc_zero_infinity)
         ctc_rows = torch.where(labeled, ctc_rows, torch.zeros_like(ctc_rows))

@@ -29,11 +29,11 @@ import lightning as L
 import torch
 from torch import nn
 
+from unispeech.data.audio import SAMPLING_RATE
+from unispeech.tasks.diagnostics import NonFiniteUpdates, check_limit, logger, total_grad_norm
 from unispeech.tasks.optim import build_optimizer
 from unispeech.tasks.schedules import constant
-from unispeech.tasks.diagnostics import NonFiniteUpdates, check_limit, logger, total_grad_norm
 
-SAMPLE_RATE = 16_000
 NONFINITE_KEY = "unispeech_nonfinite"  # the skipped-update counters, in the checkpoint
 CONFIG_KEY = "unispeech_config"  # the full model config, in the checkpoint
 KIND_KEY = "unispeech_task"  # the task kind, in the checkpoint
@@ -138,7 +138,9 @@ class SpeechTask(L.LightningModule):
             return int(configured)
         steps = self.trainer.estimated_stepping_batches
         if steps is None or steps == float("inf"):
-            raise ValueError("scheduler.total_steps must be set when trainer.max_steps is -1 and max_epochs is unbounded")
+            raise ValueError(
+                "scheduler.total_steps must be set when trainer.max_steps is -1 and max_epochs is unbounded"
+            )
         return int(steps)
 
     # -- reproducibility ----------------------------------------------------------------
@@ -160,7 +162,7 @@ class SpeechTask(L.LightningModule):
         # counted while the batch is still on the host: on a GPU, reading the sum back from
         # the device every step would stall the CPU until the step's kernels had run
         if isinstance(batch, dict) and "attention_mask" in batch:
-            batch["audio_seconds"] = float(batch["attention_mask"].sum()) / SAMPLE_RATE
+            batch["audio_seconds"] = float(batch["attention_mask"].sum()) / SAMPLING_RATE
         return batch
 
     def log_throughput(self, batch: dict) -> None:

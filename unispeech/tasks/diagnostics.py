@@ -70,14 +70,19 @@ class NonFiniteUpdates:
 
     def skipped_message(self, step: int, loss_finite: bool) -> str:
         cause = "the loss was NaN/inf" if not loss_finite else "the loss was finite, its gradients were not"
-        return (f"step {step}: non-finite gradients ({cause}); update skipped "
-                f"({self.streak_length} in a row, {self.total} in this run)")
+        return (
+            f"step {step}: non-finite gradients ({cause}); update skipped "
+            f"({self.streak_length} in a row, {self.total} in this run)"
+        )
 
     def stop_message(self, step: int, loss_finite: bool, precision: str) -> str:
         """What happened, at which steps, what the weights are now, and what to try."""
         first = self.streak_first if self.streak_first is not None else step
-        cause = ("the loss itself was NaN/inf at the last of them" if not loss_finite
-                 else "the loss was finite at the last of them: the gradients overflowed")
+        cause = (
+            "the loss itself was NaN/inf at the last of them"
+            if not loss_finite
+            else "the loss was finite at the last of them: the gradients overflowed"
+        )
         weights = f"those after step {first - 1}" if first > 0 else "the initial ones"
         return (
             f"training stopped at step {step}: {self.streak_length} updates in a row (steps {first} to {step}) "
@@ -103,8 +108,10 @@ def precision_hint(precision: str) -> str:
     if "bf16" in precision:
         return f"trainer.precision={precision}: try 32-true to rule precision out; "
     if "16" in precision:
-        return (f"trainer.precision={precision} (fp16) overflows easily: use bf16-mixed where the GPU supports it, "
-                "or 32-true to rule precision out; ")
+        return (
+            f"trainer.precision={precision} (fp16) overflows easily: use bf16-mixed where the GPU supports it, "
+            "or 32-true to rule precision out; "
+        )
     return ""
 
 
@@ -127,8 +134,13 @@ class CodebookCollapseWatch:
         usage = perplexity / self.num_codevectors
         if usage >= self.fraction:
             if self.collapsed_since is not None:
-                logger.info("codebook usage recovered at step %d: perplexity %.1f (%.1f%% of G·V = %d)",
-                            step, perplexity, 100 * usage, self.num_codevectors)
+                logger.info(
+                    "codebook usage recovered at step %d: perplexity %.1f (%.1f%% of G·V = %d)",
+                    step,
+                    perplexity,
+                    100 * usage,
+                    self.num_codevectors,
+                )
             self.collapsed_since = None
             return None
         if self.collapsed_since is not None:

@@ -12,8 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from unispeech.modeling import UniSpeechConfig
-from unispeech.modeling import checkpoint as hf_checkpoint
+from unispeech.modeling import UniSpeechConfig, checkpoint as hf_checkpoint
 from unispeech.tasks.base import CONFIG_KEY, KIND_KEY
 from unispeech.tasks.loading import is_lightning_checkpoint, load_lightning_checkpoint, model_state
 from unispeech.tasks.registry import task_for_architecture, task_for_kind
@@ -45,7 +44,13 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
     config = json.loads((directory / "config.json").read_text())
     task = task_for_architecture((config.get("architectures") or ["UniSpeechForCTC"])[0])
     model = task.model_class.from_pretrained(directory, strict=True)
-    info: dict[str, Any] = {"task": task.kind, "vocabulary": [], "tokenizer_kind": "chars", "language": "", "labels": []}
+    info: dict[str, Any] = {
+        "task": task.kind,
+        "vocabulary": [],
+        "tokenizer_kind": "chars",
+        "language": "",
+        "labels": [],
+    }
     if (directory / "vocab.json").is_file():
         from unispeech.data.tokenizer import CTCTokenizer
 

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unispeech.modeling import UniSpeechConfig
-from unispeech.modeling import checkpoint as hf_checkpoint
+from unispeech.modeling import UniSpeechConfig, checkpoint as hf_checkpoint
 
 BACKBONE_PREFIX = "unispeech."
 
@@ -39,7 +38,7 @@ def load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The wrapped model's weights in a task checkpoint, without the task's `model.` prefix."""
-    return {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
 
 def read_pretrained(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -53,7 +52,9 @@ def read_pretrained(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str
     return config, hf_checkpoint.load_state_dict(directory)
 
 
-def load_backbone_weights(model: nn.Module, source: str | os.PathLike, state: dict[str, torch.Tensor] | None = None) -> dict:
+def load_backbone_weights(
+    model: nn.Module, source: str | os.PathLike, state: dict[str, torch.Tensor] | None = None
+) -> dict:
     """Copy matching weights of ``source`` into ``model``.
 
     Every encoder (``unispeech.*``) tensor must be present with the right shape, otherwise
@@ -76,10 +77,22 @@ def load_backbone_weights(model: nn.Module, source: str | os.PathLike, state: di
 
 # Fields a fine-tuning config may change on top of a pretrained architecture.
 FINETUNE_FIELDS = {
-    "hidden_dropout", "activation_dropout", "attention_dropout", "feat_proj_dropout", "final_dropout",
-    "layerdrop", "layerdrop_seed", "apply_spec_augment", "mask_time_prob", "mask_time_length",
-    "mask_time_min_masks", "mask_feature_prob", "mask_feature_length", "mask_feature_min_masks",
-    "ctc_loss_reduction", "ctc_zero_infinity",
+    "hidden_dropout",
+    "activation_dropout",
+    "attention_dropout",
+    "feat_proj_dropout",
+    "final_dropout",
+    "layerdrop",
+    "layerdrop_seed",
+    "apply_spec_augment",
+    "mask_time_prob",
+    "mask_time_length",
+    "mask_time_min_masks",
+    "mask_feature_prob",
+    "mask_feature_length",
+    "mask_feature_min_masks",
+    "ctc_loss_reduction",
+    "ctc_zero_infinity",
 }
 # Fields of the pretraining head that must not leak into a fine-tuned model's config.
 HEAD_FIELDS = {"vocab_size", "architectures", "label2id", "id2label", "num_feat_extract_layers", "model_type"}

@@ -18,8 +18,9 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from torchmetrics import Metric
 
-WORD_DELIMITER = "|"
-SPECIAL_TOKENS = frozenset({"<pad>", "<s>", "</s>", "<unk>"})
+from unispeech.data.tokenizer import BOS, EOS, PAD, UNK, WORD_DELIMITER
+
+SPECIAL_TOKENS = frozenset({PAD, BOS, EOS, UNK})
 RATES = ("per", "cer", "wer")
 
 
@@ -39,12 +40,12 @@ def greedy_decode(
 
 
 def reference_tokens(labels: torch.Tensor, vocabulary: Sequence[str]) -> list[list[str]]:
-    """Reference symbols of a padded label batch (-100 padding)."""
+    """Reference symbols of a padded label batch (IGNORE_INDEX padding: any negative id)."""
     return [_symbols([i for i in row if i >= 0], vocabulary) for row in labels.cpu().tolist()]
 
 
 def _symbols(ids: Sequence[int], vocabulary: Sequence[str]) -> list[str]:
-    return [vocabulary[i] if 0 <= i < len(vocabulary) else "<unk>" for i in ids]
+    return [vocabulary[i] if 0 <= i < len(vocabulary) else UNK for i in ids]
 
 
 def units(tokens: Sequence[str]) -> list[str]:
@@ -74,7 +75,7 @@ def characters(tokens: Sequence[str]) -> list[str]:
 
 def tokens_to_text(tokens: Sequence[str], token_joiner: str = "") -> str:
     """Human-readable transcript: phones separated by spaces or characters joined, words by spaces."""
-    separator = " | " if token_joiner == " " else " "
+    separator = f" {WORD_DELIMITER} " if token_joiner == " " else " "
     return separator.join(words(tokens, joiner=token_joiner))
 
 

@@ -36,11 +36,11 @@ import torch
 
 from unispeech.modeling import UniSpeechConfig, UniSpeechForPreTraining
 from unispeech.tasks.base import SpeechTask
+from unispeech.tasks.diagnostics import CodebookCollapseWatch, check_fraction, logger
 from unispeech.tasks.loading import load_backbone_weights
 from unispeech.tasks.metrics import ErrorRates, greedy_decode, reference_tokens
 from unispeech.tasks.optim import find_submodule, scale_gradients
 from unispeech.tasks.schedules import geometric_decay_per_step, linear_ramp_factor
-from unispeech.tasks.diagnostics import CodebookCollapseWatch, check_fraction, logger
 
 
 def gumbel_temperature(step: int, max_temperature: float, min_temperature: float, decay: float) -> float:
@@ -91,8 +91,13 @@ class PretrainingTask(SpeechTask):
         self._train_scores, self._train_scores_step = ErrorRates(sync_on_compute=False), -1
         if init_from:
             load_backbone_weights(self.model, init_from)  # heads of another size stay fresh
-        gumbel = {"max_temperature": 2.0, "min_temperature": 0.5, "decay": 0.999995, "anneal_fraction": None,
-                  **(gumbel or {})}
+        gumbel = {
+            "max_temperature": 2.0,
+            "min_temperature": 0.5,
+            "decay": 0.999995,
+            "anneal_fraction": None,
+            **(gumbel or {}),
+        }
         self.anneal_fraction = gumbel.pop("anneal_fraction")
         if self.anneal_fraction is not None and not 0.0 < float(self.anneal_fraction) <= 1.0:
             raise ValueError(f"gumbel.anneal_fraction={self.anneal_fraction} must be in (0, 1]")
@@ -251,5 +256,11 @@ class PretrainingTask(SpeechTask):
                 batch_size=size,
                 sync_dist=not on_step,
             )
-        self.log(f"{stage}/labeled_fraction", batch["labeled"].float().mean(), on_step=on_step,
-                 on_epoch=not on_step, batch_size=size, sync_dist=not on_step)
+        self.log(
+            f"{stage}/labeled_fraction",
+            batch["labeled"].float().mean(),
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=size,
+            sync_dist=not on_step,
+        )

@@ -12,7 +12,9 @@ from unispeech.tasks.classification import ClassificationTask
 from unispeech.tasks.ctc_finetuning import CTCFinetuningTask
 from unispeech.tasks.pretraining import PretrainingTask
 
-TASKS: dict[str, type[SpeechTask]] = {task.kind: task for task in (PretrainingTask, CTCFinetuningTask, ClassificationTask)}
+TASKS: dict[str, type[SpeechTask]] = {
+    task.kind: task for task in (PretrainingTask, CTCFinetuningTask, ClassificationTask)
+}
 
 
 def task_for_kind(kind: str) -> type[SpeechTask]:

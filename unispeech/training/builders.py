@@ -50,8 +50,9 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> tuple[L.Trainer, list]:
     """(Trainer, its loggers)."""
     loggers = build_loggers(cfg, output_dir)
     try:
-        trainer = instantiate(cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg),
-                              default_root_dir=str(output_dir))
+        trainer = instantiate(
+            cfg.trainer, logger=loggers, callbacks=build_callbacks(cfg), default_root_dir=str(output_dir)
+        )
     except (TypeError, ValueError, InstantiationException, MisconfigurationException) as error:
         raise ConfigError(f"trainer: {error}") from error
     return trainer, loggers

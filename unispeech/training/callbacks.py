@@ -49,7 +49,12 @@ class PreemptionCheckpoint(L.Callback):
 
 
 PLOTTED_METRICS = (
-    "loss", "contrastive_loss", "diversity_loss", "ctc_loss", "codevector_perplexity", "contrastive_accuracy",
+    "loss",
+    "contrastive_loss",
+    "diversity_loss",
+    "ctc_loss",
+    "codevector_perplexity",
+    "contrastive_accuracy",
 )
 
 
@@ -106,7 +111,7 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
         axis.set_title(name)
         axis.set_xlabel("step")
         axis.legend()
-    for axis in list(axes.flat)[len(names):]:
+    for axis in list(axes.flat)[len(names) :]:
         axis.axis("off")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

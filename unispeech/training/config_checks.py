@@ -64,8 +64,10 @@ def check_config(cfg: DictConfig) -> type[SpeechTask]:
     check_arguments(target_class(cfg.trainer, "trainer", object), cfg.trainer, "trainer", TRAINER_INJECTED)
     mode = cfg.data.get("mode")
     if mode != task_class.data_mode:
-        raise ConfigError(f"data.mode={mode!r} but {task_class.__name__} reads {task_class.data_mode!r} data: "
-                          f"pick a data config made for it or set data.mode={task_class.data_mode}")
+        raise ConfigError(
+            f"data.mode={mode!r} but {task_class.__name__} reads {task_class.data_mode!r} data: "
+            f"pick a data config made for it or set data.mode={task_class.data_mode}"
+        )
     check_required_paths(cfg)
     return task_class
 
@@ -75,8 +77,9 @@ def check_missing(cfg: DictConfig) -> None:
     missing = [str(key) for key in cfg if OmegaConf.is_missing(cfg, key)]
     if missing:
         readme = (cfg.get("recipe_info") or {}).get("readme")
-        raise ConfigError(f"{', '.join(missing)} must be set (e.g. {missing[0]}=...)"
-                          + (f": see {readme}" if readme else ""))
+        raise ConfigError(
+            f"{', '.join(missing)} must be set (e.g. {missing[0]}=...)" + (f": see {readme}" if readme else "")
+        )
 
 
 def target_class(node: DictConfig, where: str, base: type) -> type:
@@ -121,8 +124,7 @@ def check_required_paths(cfg: DictConfig) -> None:
         readme = info.get("readme", "")
         raise MissingDataError(
             f"recipe {info.get('name')!r}: data not found: {', '.join(missing)}\n"
-            f"{str(info.get('instructions', '')).strip()}\n"
-            + (f"See {readme} for the full recipe." if readme else "")
+            f"{str(info.get('instructions', '')).strip()}\n" + (f"See {readme} for the full recipe." if readme else "")
         )
 
 

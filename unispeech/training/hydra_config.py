@@ -22,7 +22,7 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Union  # noqa: UP035 (OmegaConf needs typing's generics)
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -83,8 +83,12 @@ def _replication_corpus(size: str = "cpu") -> str:
     return str(ensure_replication_corpus(str(size)))
 
 
-RESOLVERS = {"demo_corpus": (_demo_corpus, True), "replication_corpus": (_replication_corpus, True),
-             "stage_checkpoint": (stage_checkpoint, False), "run_dir": (run_dir, False)}
+RESOLVERS = {
+    "demo_corpus": (_demo_corpus, True),
+    "replication_corpus": (_replication_corpus, True),
+    "stage_checkpoint": (stage_checkpoint, False),
+    "run_dir": (run_dir, False),
+}
 
 
 def _schema_type(annotation: Any) -> Any:
@@ -95,7 +99,7 @@ def _schema_type(annotation: Any) -> Any:
         return List[args[0]]  # noqa: UP006 (OmegaConf needs typing's generics)
     if origin in (Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
-        return Optional[_schema_type(inner[0])] if len(inner) == 1 else Any  # noqa: UP007
+        return Optional[_schema_type(inner[0])] if len(inner) == 1 else Any  # noqa: UP045
     if origin is dict:
         return Any
     return annotation
@@ -109,8 +113,11 @@ def model_schema() -> type:
         if f.name in ("extra", "id2label"):
             continue
         default = list(f.default) if isinstance(f.default, tuple) else f.default
-        spec = dataclasses.field(default_factory=lambda d=default: list(d)) if isinstance(default, list) else \
-            dataclasses.field(default=default)
+        spec = (
+            dataclasses.field(default_factory=lambda d=default: list(d))
+            if isinstance(default, list)
+            else dataclasses.field(default=default)
+        )
         fields.append((f.name, _schema_type(hints[f.name]), spec))
     return dataclasses.make_dataclass("UniSpeechModelConfig", fields)
 

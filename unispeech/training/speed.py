@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 
 import lightning as L
-import torch
 from torch import nn
 
 from unispeech.modeling.feature_encoder import FeatureEncoder

@@ -45,8 +45,9 @@ def run_stage(command: list[str], summary_dir: str) -> dict[str, Any]:
         print(f"[unispeech] $ python {shlex.join(command[1:])}", flush=True)
     result = subprocess.run(command)
     if result.returncode != 0:
-        raise StageFailed(f"stage {command[3]} failed (exit {result.returncode}); its command: "
-                          f"python {shlex.join(command[1:])}")
+        raise StageFailed(
+            f"stage {command[3]} failed (exit {result.returncode}); its command: python {shlex.join(command[1:])}"
+        )
     return json.loads((Path(summary_dir) / "summary.json").read_text())
 
 

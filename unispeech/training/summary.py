@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 from unispeech.training.loggers import csv_metrics_file
 
 
-def finish_run(cfg: DictConfig, trainer: L.Trainer, task: L.LightningModule, datamodule: Any,
-               loggers: list, output_dir: Path) -> dict[str, Any]:
+def finish_run(
+    cfg: DictConfig, trainer: L.Trainer, task: L.LightningModule, datamodule: Any, loggers: list, output_dir: Path
+) -> dict[str, Any]:
     """Test the best checkpoint (tasks with a test step), export it, write summary.json."""
     checkpoint_dir = Path(cfg.paths.checkpoint_dir)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -80,12 +81,16 @@ def pretraining_effect(pretrained: dict[str, Any], scratch: dict[str, Any] | Non
     """One line: how much the earlier stages changed the last stage's test metric."""
     metric = pretrained["monitor"].replace("val/", "test/", 1)
     if scratch is None:
-        return (f"[unispeech] effect of pretraining on {metric}: not measured in this run "
-                "(compare_from_scratch=true fine-tunes once more from random weights)")
+        return (
+            f"[unispeech] effect of pretraining on {metric}: not measured in this run "
+            "(compare_from_scratch=true fine-tunes once more from random weights)"
+        )
     ours, base = pretrained["metrics"].get(metric), scratch["metrics"].get(metric)
     if ours is None or base is None:
         return f"[unispeech] effect of pretraining on {metric}: not measured ({metric} missing from a summary)"
     better = ours < base if pretrained["monitor_mode"] == "min" else ours > base
     change = 100.0 * (ours - base) / base if base else float("nan")
-    return (f"[unispeech] effect of pretraining on {metric}: {ours:.4f} vs {base:.4f} from scratch "
-            f"({change:+.1f} %, {'better' if better else 'not better'})")
+    return (
+        f"[unispeech] effect of pretraining on {metric}: {ours:.4f} vs {base:.4f} from scratch "
+        f"({change:+.1f} %, {'better' if better else 'not better'})"
+    )
