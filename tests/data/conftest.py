@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from datafakes import CV_HEADER, GOOD_CLIPS, cv_row, tone, write_tsv
+from datafakes import CV_HEADER, GOOD_CLIPS, cv_row, tone, write_defect_release, write_tsv
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +63,11 @@ def unispeech_cache(demo_root, demo_cache, monkeypatch) -> Path:
     """Point $UNISPEECH_CACHE at the session cache, so corpus="demo" finds the corpus."""
     monkeypatch.setenv("UNISPEECH_CACHE", str(demo_cache))
     return demo_cache
+
+
+@pytest.fixture(scope="session")
+def defect_cv(tmp_path_factory) -> Path:
+    """A CommonVoice release with the defects of `datafakes.write_defect_release` (BOMs, a
+    stray tab, a truncated mp3, NFC/NFD and emoji spellings, a missing clip). Tests that
+    change it work on a copy."""
+    return write_defect_release(tmp_path_factory.mktemp("cv_defects") / "cv-corpus-defects")

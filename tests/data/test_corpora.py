@@ -12,7 +12,7 @@ import soundfile as sf
 
 from unispeech.data.audio import load_audio
 from unispeech.data.commonvoice import build_finetune_subset, load_commonvoice, read_tsv
-from unispeech.data.corpus import make_table
+from unispeech.data.corpus import TRUNCATED, make_table
 from unispeech.data.sources import load_audio_folder, load_hf_corpus, load_manifest
 
 from datafakes import CV_HEADER, cv_row, tone, write_tsv
@@ -94,11 +94,11 @@ def test_decode_check_catches_truncated_clips(tmp_path):
     (loc / "clips" / "cut.mp3").write_bytes(data[: len(data) // 4])
     write_tsv(loc / "train.tsv", CV_HEADER, [cv_row("s", "ok.mp3", "fine"), cv_row("s", "cut.mp3", "cut")])
     header, _ = load_commonvoice(tmp_path, "en", "train", cache_dir=None, check="header")
-    decoded, _ = load_commonvoice(tmp_path, "en", "train", cache_dir=None, check="decode")
+    decoded, report = load_commonvoice(tmp_path, "en", "train", cache_dir=None, check="decode")
     dur_header = dict(zip(header["id"], header["duration"]))
-    dur_decoded = dict(zip(decoded["id"], decoded["duration"]))
     assert dur_header["cut"] == pytest.approx(2.0, abs=0.06)  # the header lies
-    assert dur_decoded["cut"] < 1.0  # decoding tells the truth
+    assert decoded["id"] == ["ok"]  # decoding tells the truth: the cut clip is dropped, and named
+    assert report.skipped == {TRUNCATED: ["cut"]}
 
 
 def _speaker_table(n_speakers=30, per_speaker=10, seconds=4.0):

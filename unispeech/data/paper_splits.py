@@ -9,7 +9,6 @@ replaced. Provenance, license (CC BY-SA 3.0) and file formats: paper_splits/READ
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -21,8 +20,8 @@ from typing import Any
 
 import datasets
 
-from .commonvoice import find_locale_dir, read_clip_durations
-from .corpus import SkipReport, file_fingerprint, make_table
+from .commonvoice import find_locale_dir, iter_tsv, read_clip_durations
+from .corpus import MAX_NAMED, SkipReport, file_fingerprint, make_table
 from .phonemes import locale_to_voice
 from .read_options import ReadOptions
 from .tokenizer import WORD_DELIMITER, CTCTokenizer
@@ -160,30 +159,40 @@ def _find_rows(locale_dir: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
 
     Streamed and filtered while reading: validated.tsv of a large locale has about a
     million rows, which `read_tsv` would keep in memory for the sake of a thousand. Read
-    like `read_tsv`: no quote handling, empty fields stay empty.
+    like `read_tsv` (`iter_tsv`): UTF-8 without a BOM, no quote handling, empty fields stay
+    empty, and a row with a wrong number of fields is skipped (a warning names its line).
     """
     found: dict[str, dict[str, str]] = {}
     for name in TSV_ORDER:
         tsv = locale_dir / f"{name}.tsv"
         if len(found) == len(wanted) or not tsv.exists():
             continue
-        with tsv.open(encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            header = next(reader, [])
-            if "path" not in header:
+        rows = iter_tsv(tsv)
+        _, header = next(rows, (0, []))
+        if "path" not in header:
+            continue
+        columns = {
+            column: header.index(column) for column in ("path", "client_id", "sentence", "locale") if column in header
+        }
+        at_path = columns["path"]
+        bad: list[str] = []
+        for number, row in rows:
+            if len(row) <= at_path:
                 continue
-            columns = {
-                column: header.index(column)
-                for column in ("path", "client_id", "sentence", "locale")
-                if column in header
-            }
-            at_path = columns["path"]
-            for row in reader:
-                if len(row) <= at_path:
+            clip = os.path.splitext(row[at_path])[0]
+            if clip in wanted and clip not in found:
+                if len(row) != len(header):  # a tab inside the sentence: its fields are shifted
+                    bad.append(f"line {number} ({clip})")
                     continue
-                clip = os.path.splitext(row[at_path])[0]
-                if clip in wanted and clip not in found:
-                    found[clip] = {c: (row[i] if i < len(row) else "") for c, i in columns.items()}
+                found[clip] = {c: row[i] for c, i in columns.items()}
+        if bad:
+            logger.warning(
+                "%s: skipped %d row(s) of listed clips with a wrong number of fields (the header has %d): %s",
+                tsv,
+                len(bad),
+                len(header),
+                ", ".join(bad[:MAX_NAMED]) + (", ..." if len(bad) > MAX_NAMED else ""),
+            )
     return found
 
 
@@ -197,7 +206,7 @@ def _clips_in_release(
         if clip not in rows:
             report.add(NO_ROW, [clip])
         elif not (locale_dir / "clips" / rows[clip]["path"]).is_file():
-            report.add(NO_AUDIO, [clip])
+            report.add(NO_AUDIO, [clip], [str(locale_dir / "clips" / rows[clip]["path"])])
         else:
             keep.append(i)
     if not keep:
@@ -257,11 +266,11 @@ def load_paper_split(
                 "paper_phones": [paper.phones[i] for i in keep],
             }
         )
+        # validate() warns about what it drops; the clips missing from the release are ours.
+        # (A run that reads the cache warns about all of them again, see `cached_table`.)
+        SkipReport(name, dict(report.skipped)).warn()
         table, checked = options.validate(table, name, require_text=phone_labels == "phonemizer")
         report.merge(checked)
         return table, report
 
-    table, report = options.cached(("paper_split", fingerprint, locale, paper.split, phone_labels), build)
-    # Warned here rather than in build(), so a run that reads the cache still says it.
-    SkipReport(name, {k: v for k, v in report.skipped.items() if k.startswith(MISSING)}).warn()
-    return table, report
+    return options.cached(("paper_split", fingerprint, locale, paper.split, phone_labels), build)

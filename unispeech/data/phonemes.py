@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 
-from .tokenizer import WORD_DELIMITER
+from .tokenizer import WORD_DELIMITER, strip_non_speech
 
 INSTALL_HINT = "pip install 'unispeech[phonemes]'"
 
@@ -86,7 +86,9 @@ def _backend(voice: str) -> Any:
 def phonemize(texts: Sequence[str], locale: str, word_boundary: bool = True) -> list[str]:
     """Phonemize sentences of one language; one space-separated phone string each.
 
-    Empty input sentences give "" (callers drop them with a counted warning).
+    Sentences are cleaned first (`clean_for_espeak`: NFC, no emoji or markup), so the same
+    sentence gives the same phones however it is encoded. Empty input sentences give ""
+    (callers drop them with a counted warning).
     """
     _configure_espeak()
     from phonemizer.separator import Separator
@@ -94,7 +96,8 @@ def phonemize(texts: Sequence[str], locale: str, word_boundary: bool = True) -> 
     # phonemizer needs distinct phone and word separators: always mark word boundaries,
     # and drop the marks afterwards when they are not wanted.
     separator = Separator(phone=" ", word=f" {WORD_DELIMITER} ", syllable="")
-    out = _backend(locale_to_voice(locale)).phonemize(list(texts), separator=separator, strip=True)
+    cleaned = [clean_for_espeak(text) for text in texts]
+    out = _backend(locale_to_voice(locale)).phonemize(cleaned, separator=separator, strip=True)
     return [_tidy(line, word_boundary) for line in out]
 
 
@@ -123,7 +126,7 @@ def _phonemize_batch(batch: dict[str, list], word_boundary: bool, default_locale
     for i, loc in enumerate(locales):
         by_locale.setdefault(loc or default_locale, []).append(i)
     for loc, rows in by_locale.items():
-        texts = [_clean_for_espeak(batch["text"][i]) for i in rows]
+        texts = [batch["text"][i] for i in rows]
         for i, result in zip(rows, phonemize(texts, loc, word_boundary)):
             phones[i] = result
     return {"phones": phones}
@@ -132,9 +135,11 @@ def _phonemize_batch(batch: dict[str, list], word_boundary: bool, default_locale
 _MARKUP = re.compile(r"[<>\[\]{}]")
 
 
-def _clean_for_espeak(text: str) -> str:
-    # espeak treats some brackets as SSML-ish markup; they carry no pronunciation.
-    return _MARKUP.sub(" ", text)
+def clean_for_espeak(text: str) -> str:
+    """What espeak should read: `strip_non_speech` (NFC: an NFD "brûlée" would come out as
+    "b ɹ ʌ l ɛ"; no emoji, which espeak reads by name), and no brackets, which espeak
+    treats as SSML-ish markup and which carry no pronunciation."""
+    return _MARKUP.sub(" ", strip_non_speech(text))
 
 
 def add_phones_column(

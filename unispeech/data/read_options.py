@@ -34,8 +34,10 @@ class ReadOptions:
         loaders take either ``options=`` or the individual keywords."""
         return replace(options or cls(), **fields)
 
-    def validate(self, table: datasets.Dataset, name: str, require_text: bool) -> tuple[datasets.Dataset, SkipReport]:
-        """`corpus.validate` with these limits."""
+    def validate(
+        self, table: datasets.Dataset, name: str, require_text: bool, skipped: dict[str, list[str]] | None = None
+    ) -> tuple[datasets.Dataset, SkipReport]:
+        """`corpus.validate` with these limits; ``skipped``: rows the reader already dropped."""
         return validate(
             table,
             name,
@@ -44,6 +46,7 @@ class ReadOptions:
             max_duration=self.max_duration,
             check=self.check,
             num_proc=self.num_proc,
+            skipped=skipped,
         )
 
     def cached(

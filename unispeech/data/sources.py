@@ -20,7 +20,7 @@ from typing import Any
 import datasets
 
 from .audio import AUDIO_EXTENSIONS
-from .commonvoice import list_locales, load_commonvoice, read_tsv
+from .commonvoice import BadRow, bad_row_ids, list_locales, load_commonvoice, read_tsv
 from .corpus import SkipReport, default_cache_dir, file_fingerprint, make_table
 from .paper_splits import load_paper_split
 from .read_options import ReadOptions
@@ -186,7 +186,8 @@ def load_manifest(
     manifest = Path(manifest).expanduser().resolve()
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
-        raw = read_tsv(manifest)
+        bad: list[BadRow] = []
+        raw = read_tsv(manifest, bad)
         if "path" not in raw:
             raise ValueError(f"{manifest}: a manifest needs a 'path' column (columns: {list(raw)})")
         base = manifest.parent
@@ -203,7 +204,8 @@ def load_manifest(
         }
         if label_column:
             rows["label"] = raw[label_column]
-        return options.validate(make_table(rows), str(manifest), require_text=labeled)
+        unreadable = bad_row_ids(bad, list(raw), manifest.name)
+        return options.validate(make_table(rows), str(manifest), require_text=labeled, skipped=unreadable)
 
     return options.cached(("manifest", file_fingerprint(manifest), text_column, label_column, locale), build)
 

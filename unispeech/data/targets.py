@@ -107,6 +107,14 @@ def class_ids(
 
 
 # -- tokenizer ------------------------------------------------------------------------
+def phone_language(train: datasets.Dataset, locales: Sequence[str] = ()) -> str:
+    """The espeak voice the phone targets of ``train`` come from: its one locale (the
+    ``locales`` asked for, else the table's ``locale`` column), "" for several."""
+    found = list(locales) if locales else sorted(set(train["locale"])) if "locale" in train.column_names else []
+    found = [locale for locale in found if locale]
+    return locale_to_voice(found[0]) if len(found) == 1 else ""
+
+
 def load_or_build_tokenizer(
     train: datasets.Dataset,
     kind: str,
@@ -124,12 +132,13 @@ def load_or_build_tokenizer(
     paper = paper_tokenizer(paper_locale) if paper_locale else None
     key = cache_key("tokenizer", "paper", paper.vocab) if paper else cache_key("tokenizer", train._fingerprint, kind)
     folder = Path(directory) if directory else cache_dir / "tokenizers" / key
+    language = phone_language(train, locales) if kind == "phones" else ""
     if (folder / "vocab.json").exists():
         tokenizer = CTCTokenizer.from_pretrained(folder)
         if tokenizer.kind != kind:
             raise ValueError(f"{folder} holds a {tokenizer.kind} tokenizer but label_type={kind!r}")
+        tokenizer.language = tokenizer.language or language  # saved before the language was recorded
         return tokenizer
-    language = locale_to_voice(locales[0]) if len(locales) == 1 and kind == "phones" else ""
     tokenizer = paper or CTCTokenizer.from_texts(train["target"], kind=kind, language=language)
     tokenizer.save_pretrained(folder)
     logger.info("tokenizer (%s, %d symbols) saved to %s", kind, len(tokenizer), folder)

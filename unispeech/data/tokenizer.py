@@ -24,13 +24,49 @@ SPECIALS = (PAD, BOS, EOS, UNK, WORD_DELIMITER)
 KINDS = ("chars", "phones")
 
 
+# Symbols nobody reads aloud: emoji and pictographs (So), modifier symbols such as emoji skin
+# tones (Sk), private-use (Co), surrogate (Cs) and unassigned (Cn: emoji newer than Python's
+# Unicode tables) code points. Currency (Sc) and math (Sm) signs are read ("$5", "2 + 2").
+NON_SPEECH_CATEGORIES = frozenset({"So", "Sk", "Co", "Cs", "Cn"})
+# What glues emoji sequences together, removed without a space: variation selectors (VS1-16
+# and the ideographic VS17-256 are marks, Mn, so they would otherwise be kept), the zero-width
+# joiner of 👩‍👩‍👧 sequences, the combining keycap (1️⃣) and the tag characters of flag sequences.
+_EMOJI_GLUE = {0x200D: None, 0x20E3: None}
+_EMOJI_GLUE.update(dict.fromkeys(range(0xFE00, 0xFE10)))
+_EMOJI_GLUE.update(dict.fromkeys(range(0xE0100, 0xE01F0)))
+_EMOJI_GLUE.update(dict.fromkeys(range(0xE0020, 0xE0080)))
+
+
+def strip_non_speech(text: str) -> str:
+    """The text as spoken: NFC-normalised, emoji and other symbols nobody reads replaced by spaces.
+
+    Shared by both target kinds, so "brûlée" decomposed (NFD) or composed (NFC) and a
+    sentence with or without an emoji give the same characters and the same phones (espeak
+    would read 🙂 as "slightly smiling face"). Letters, marks, digits, punctuation, ASCII and
+    the spoken symbols (currency, math) are kept, and so is case (left to espeak). So is a
+    modifier symbol between two letters: an apostrophe typed as an accent ("don´t").
+    """
+    text = unicodedata.normalize("NFC", text).translate(_EMOJI_GLUE)
+    if text.isascii():
+        return text
+    chars = list(text)
+    for i, ch in enumerate(chars):
+        category = "" if ch.isascii() else unicodedata.category(ch)
+        if category not in NON_SPEECH_CATEGORIES:
+            continue
+        if category == "Sk" and 0 < i < len(chars) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha():
+            continue
+        chars[i] = " "
+    return "".join(chars)
+
+
 def normalize_text(text: str) -> str:
     """Transcript normalisation for character targets.
 
-    Lower-case (NFC) and replace punctuation and symbols by spaces; letters, combining
-    marks, digits and apostrophes inside words are kept. Whitespace is collapsed.
+    `strip_non_speech`, lower-case, and replace punctuation and symbols by spaces; letters,
+    combining marks, digits and apostrophes inside words are kept. Whitespace is collapsed.
     """
-    text = unicodedata.normalize("NFC", text).lower()
+    text = strip_non_speech(text).lower()
     chars = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -166,9 +202,12 @@ class CTCTokenizer:
                 tokenizer_class="Wav2Vec2PhonemeCTCTokenizer",
                 phone_delimiter_token=" ",
                 do_phonemize=False,
-                phonemizer_lang=self.language or "en-us",
                 phonemizer_backend="espeak",
             )
+            # the espeak voice the phones came from; an unknown one is left out, not guessed
+            # (transformers then assumes en-us, as it does for any tokenizer without one)
+            if self.language:
+                config["phonemizer_lang"] = self.language
         (path / "tokenizer_config.json").write_text(
             json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
