@@ -164,15 +164,17 @@ def from_pretrained(
     path: str | os.PathLike,
     config: UniSpeechConfig | None = None,
     strict: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> ModelT:
-    """`cls(config)` with the weights of `path` loaded into it (see the module docstring)."""
+    """`cls(config, **model_kwargs)` with the weights of `path` loaded into it (see the
+    module docstring); `overrides` change config fields."""
     directory = resolve_checkpoint_dir(path)
     if config is None:
         if not (directory / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}")
         config = UniSpeechConfig.from_pretrained(directory, **overrides)
-    model = cls(config)
+    model = cls(config, **(model_kwargs or {}))
     info = load_into(model, load_state_dict(directory), cls.base_model_prefix)
     problems = {k: v for k, v in info.items() if v}
     if strict and problems:

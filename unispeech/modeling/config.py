@@ -5,12 +5,20 @@ The field names, defaults and the `config.json` layout are those of
 `transformers` and a `microsoft/unispeech-*` config loads here. Fields that only this
 project uses (`ctc_alpha`, `layerdrop_seed`) are written too; `transformers` keeps unknown
 keys as plain attributes.
+
+The constructor also takes `transformers`' `PretrainedConfig` keywords: `num_labels` and
+`label2id` (turned into `id2label`), `use_return_dict` (an alias of `return_dict`), and any
+other keyword (`architectures`, `torch_dtype`, `finetuning_task`, ...), which is kept in
+`extra`, read back as an attribute and written to `config.json`. The class stays a plain
+dataclass: `dataclasses.fields` lists the typed fields only (the Hydra schema reads them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +26,47 @@ from typing import Any
 
 CONFIG_NAME = "config.json"
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "selu", "silu", "swish", "tanh", "gelu_python")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+MODEL_TYPES = ("unispeech", "wav2vec2")
+# Keys of a config.json that are recomputed from the fields, never stored.
+DERIVED_KEYS = ("model_type", "num_feat_extract_layers")
+LABEL_KEYS = ("id2label", "label2id", "num_labels")
+
+logger = logging.getLogger(__name__)
 
 
+def _default_labels(num_labels: int) -> dict[int, str]:
+    return {i: f"LABEL_{i}" for i in range(int(num_labels))}
+
+
+def _plain(value: Any) -> Any:
+    """A `torch.dtype` (given as `torch_dtype=torch.float16`) as the name JSON can hold."""
+    kind = type(value)
+    if kind.__module__ == "torch" and kind.__name__ == "dtype":
+        return str(value).removeprefix("torch.")
+    return value
+
+
+def _accepts_pretrained_config_kwargs(cls: type) -> type:
+    """Wrap the dataclass `__init__` so that it also takes `PretrainedConfig`'s keywords.
+
+    The keywords are translated into field values before the generated `__init__` (and
+    so `__post_init__`'s validation) runs; `dataclasses.fields` and the type hints stay
+    those of the class body."""
+    fields_init = cls.__init__
+
+    @functools.wraps(fields_init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        field_values, label2id = cls._split_kwargs(kwargs)
+        fields_init(self, *args, **field_values)
+        if label2id is not None:
+            self._label2id = label2id
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_accepts_pretrained_config_kwargs
 @dataclass
 class UniSpeechConfig:
     model_type = "unispeech"
@@ -71,8 +118,16 @@ class UniSpeechConfig:
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
     replace_prob: float = 0.5
-    # -- sequence classification labels (transformers' PretrainedConfig fields) --
+    # -- transformers' PretrainedConfig fields --
+    # Sequence classification labels; `num_labels` and `label2id` are derived (see below).
     id2label: dict[int, str] | None = None
+    # "regression", "single_label_classification" or "multi_label_classification"; None:
+    # inferred by `UniSpeechForSequenceClassification` from the first labels it sees.
+    problem_type: str | None = None
+    # What the models' `forward` returns when the argument is not passed.
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    return_dict: bool = True
     # -- this project's own fields --
     # UniSpeech's α: weight of the phonetic CTC term on labeled utterances (paper: 0.5).
     ctc_alpha: float = 0.5
@@ -80,6 +135,71 @@ class UniSpeechConfig:
     layerdrop_seed: int = 0
     # Anything else found in a config.json (torch_dtype, architectures, ...), kept verbatim.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def _split_kwargs(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int] | None]:
+        """Constructor keywords → (field values, an explicit `label2id` to keep or None)."""
+        kwargs = dict(kwargs)
+        names = {f.name for f in dataclasses.fields(cls)}
+        model_type = kwargs.pop("model_type", cls.model_type)
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"config has model_type={model_type!r}, expected {cls.model_type!r}")
+        for key in DERIVED_KEYS:
+            kwargs.pop(key, None)
+        if "use_return_dict" in kwargs:
+            use_return_dict = kwargs.pop("use_return_dict")
+            kwargs.setdefault("return_dict", use_return_dict)
+
+        # labels, as PretrainedConfig: num_labels wins over an id2label of another length
+        num_labels = kwargs.pop("num_labels", None)
+        label2id = kwargs.pop("label2id", None)
+        id2label = kwargs.get("id2label")
+        if id2label is None and label2id is not None:
+            try:
+                id2label = {int(i): str(label) for label, i in label2id.items()}
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"label2id must map labels to integer ids, got {label2id!r}") from err
+            label2id = None  # it is exactly the inverse of id2label now
+        if num_labels is not None and (id2label is None or len(id2label) != int(num_labels)):
+            if id2label is not None:
+                logger.warning(
+                    "num_labels=%s does not match the %d labels of id2label/label2id: using LABEL_0..LABEL_%d",
+                    num_labels,
+                    len(id2label),
+                    int(num_labels) - 1,
+                )
+            id2label, label2id = _default_labels(num_labels), None
+        if id2label is not None:
+            kwargs["id2label"] = id2label
+
+        extra = dict(kwargs.pop("extra", None) or {})
+        for key in [k for k in kwargs if k not in names]:
+            if hasattr(cls, key):
+                raise TypeError(f"{cls.__name__}: {key!r} is derived from the other fields and cannot be set")
+            extra[key] = _plain(kwargs.pop(key))
+        kwargs["extra"] = extra
+        return kwargs, (dict(label2id) if label2id is not None else None)
+
+    # -- PretrainedConfig-style attributes: unknown ones live in `extra` --------------------
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails; dunders stay out (copy/pickle probe them)
+        extra = self.__dict__.get("extra")
+        if extra is not None and not name.startswith("__") and name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        extra = self.__dict__.get("extra")
+        if (
+            extra is not None
+            and (name in extra or not (name.startswith("_") or hasattr(type(self), name)))
+            and name not in {f.name for f in dataclasses.fields(self)}
+        ):
+            extra[name] = _plain(value)  # e.g. config.finetuning_task = "sid": saved with the rest
+            return
+        if name == "id2label":
+            self.__dict__.pop("_label2id", None)  # an explicit label2id belonged to the old labels
+        object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
         self.conv_dim = tuple(int(c) for c in self.conv_dim)
@@ -119,6 +239,13 @@ class UniSpeechConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {ACTIVATIONS}")
         if self.feat_extract_norm not in ("group", "layer"):
             raise ValueError(f"feat_extract_norm={self.feat_extract_norm!r} must be 'group' or 'layer'")
+        if self.problem_type not in (None, *PROBLEM_TYPES):
+            raise ValueError(f"problem_type={self.problem_type!r} must be None or one of {PROBLEM_TYPES}")
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            raise ValueError(
+                'problem_type="single_label_classification" needs num_labels > 1: use num_labels=2 for a binary '
+                'classifier, or problem_type="regression" for a single output'
+            )
         if self.ctc_loss_reduction not in ("mean", "sum"):
             raise ValueError(f"ctc_loss_reduction={self.ctc_loss_reduction!r} must be 'mean' or 'sum'")
         for name in (
@@ -155,13 +282,30 @@ class UniSpeechConfig:
     def num_labels(self) -> int:
         return len(self.id2label)
 
+    @num_labels.setter
+    def num_labels(self, num_labels: int) -> None:
+        # as PretrainedConfig: a different count replaces the labels by LABEL_0..LABEL_{n-1}
+        if num_labels != self.num_labels:
+            self.id2label = _default_labels(num_labels)
+
     @property
     def label2id(self) -> dict[str, int]:
-        return {label: i for i, label in self.id2label.items()}
+        """The inverse of `id2label`, unless one was given with it (kept as given)."""
+        explicit = self.__dict__.get("_label2id")
+        return dict(explicit) if explicit is not None else {label: i for i, label in self.id2label.items()}
+
+    @label2id.setter
+    def label2id(self, label2id: dict[str, int] | None) -> None:
+        self._label2id = None if label2id is None else dict(label2id)
+
+    @property
+    def use_return_dict(self) -> bool:
+        """PretrainedConfig's older name of `return_dict`."""
+        return self.return_dict
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.extra)
+        out: dict[str, Any] = {k: _plain(v) for k, v in self.extra.items()}
         for f in dataclasses.fields(self):
             if f.name == "extra":
                 continue
@@ -175,17 +319,16 @@ class UniSpeechConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any], **overrides: Any) -> UniSpeechConfig:
-        config = {**config, **overrides}
-        model_type = config.get("model_type", cls.model_type)
-        if model_type not in (cls.model_type, "wav2vec2"):
-            raise ValueError(f"config has model_type={model_type!r}, expected 'unispeech'")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in config.items() if k in names}
-        derived = {"label2id", "num_feat_extract_layers", "model_type", "num_labels"}
-        extra = {k: v for k, v in config.items() if k not in names and k not in derived}
-        if "num_labels" in config and "id2label" not in config:
-            known["id2label"] = {i: f"LABEL_{i}" for i in range(int(config["num_labels"]))}
-        return cls(**known, extra=extra)
+        """A config from a `config.json` dict; `overrides` win (new labels for a new head
+        replace the stored ones: a stored label2id is dropped, and id2label too when the
+        overrides name the labels)."""
+        config = dict(config)
+        if overrides.keys() & set(LABEL_KEYS):
+            config.pop("label2id", None)
+            if overrides.keys() & {"id2label", "label2id"}:
+                config.pop("id2label", None)
+                config.pop("num_labels", None)
+        return cls(**{**config, **overrides})
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

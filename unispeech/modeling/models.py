@@ -6,6 +6,7 @@ interchangeable (see `checkpoint.py`).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
@@ -15,13 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint
-from .config import UniSpeechConfig
+from .config import PROBLEM_TYPES, UniSpeechConfig
 from .feature_encoder import FeatureEncoder, FeatureProjection, conv_output_lengths
 from .losses import IGNORE_INDEX, contrastive_loss_per_row, ctc_loss_per_row, diversity_loss
 from .masking import compute_mask_indices, frame_mask_from_lengths, sample_negative_indices, uniform
 from .outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, UniSpeechForPreTrainingOutput
 from .quantizer import GumbelVectorQuantizer, count_codevector_picks
 from .transformer import PositionalConvEmbedding, TransformerEncoder, WeightNormConv1d
+
+logger = logging.getLogger(__name__)
 
 
 class UniSpeechPreTrainedModel(nn.Module):
@@ -82,6 +85,17 @@ class UniSpeechPreTrainedModel(nn.Module):
             return torch.full((input_values.shape[0],), num_frames, dtype=torch.long, device=input_values.device)
         return self.get_feat_extract_output_lengths(attention_mask.sum(-1)).long().clamp(0, num_frames)
 
+    def _output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        """The `forward` arguments left as None take the config's defaults, as in `transformers`."""
+        cfg = self.config
+        return (
+            cfg.output_attentions if output_attentions is None else output_attentions,
+            cfg.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            cfg.return_dict if return_dict is None else return_dict,
+        )
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -114,8 +128,8 @@ class UniSpeechPreTrainedModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
-def _as_tuple(output, return_dict: bool | None):
-    return output if return_dict is None or return_dict else output.to_tuple()
+def _as_tuple(output, return_dict: bool):
+    return output if return_dict else output.to_tuple()
 
 
 class UniSpeechModel(UniSpeechPreTrainedModel):
@@ -188,11 +202,14 @@ class UniSpeechModel(UniSpeechPreTrainedModel):
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool | None = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         generator: torch.Generator | None = None,
     ):
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         features = self.feature_extractor(input_values).transpose(1, 2)  # (B, T, C)
         frame_lengths = self._frame_lengths(attention_mask, input_values, features.shape[1])
         frame_mask = None if attention_mask is None else frame_mask_from_lengths(frame_lengths, features.shape[1])
@@ -204,14 +221,59 @@ class UniSpeechModel(UniSpeechPreTrainedModel):
 
 
 class UniSpeechForCTC(UniSpeechPreTrainedModel):
-    """Encoder + linear head over `vocab_size` symbols (blank = `pad_token_id`), CTC loss."""
+    """Encoder + linear head over `vocab_size` symbols (blank = `pad_token_id`), CTC loss.
 
-    def __init__(self, config: UniSpeechConfig) -> None:
+    `target_lang` is `transformers`' argument that picks a language's adapter weights
+    (`adapter.<lang>.safetensors`, for configs with `adapter_attn_dim`). This implementation
+    has no attention adapters: `target_lang` is refused with a ValueError when the config
+    defines none (as `transformers` does) and with NotImplementedError when it does."""
+
+    def __init__(self, config: UniSpeechConfig, target_lang: str | None = None) -> None:
         super().__init__(config)
+        self.target_lang = target_lang
+        self._check_adapters(target_lang)
         self.unispeech = UniSpeechModel(config)
         self.dropout = nn.Dropout(config.final_dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
         self.init_weights()
+
+    def _check_adapters(self, target_lang: str | None, call: str | None = None) -> None:
+        call = call or f"target_lang={target_lang!r}"
+        adapter_attn_dim = getattr(self.config, "adapter_attn_dim", None)
+        if target_lang is not None and adapter_attn_dim is None:
+            raise ValueError(
+                f"{call}: language adapters need `config.adapter_attn_dim`, which this config does not set "
+                "(a model without adapters has no per-language weights to load)"
+            )
+        if target_lang is not None:
+            raise NotImplementedError(
+                f"{call}: the config defines language adapters (adapter_attn_dim={adapter_attn_dim}) and this "
+                "implementation has none; load this checkpoint with `transformers`"
+            )
+        if adapter_attn_dim is not None:
+            logger.warning(
+                "config.adapter_attn_dim=%s: attention adapters are not implemented here and are left out",
+                adapter_attn_dim,
+            )
+
+    def load_adapter(self, target_lang: str, force_load: bool = True, **kwargs: Any) -> None:
+        """`transformers`' way to switch a model with language adapters to `target_lang`;
+        always refused here (see the class docstring)."""
+        self._check_adapters(target_lang, call=f"load_adapter({target_lang!r})")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        config: UniSpeechConfig | None = None,
+        strict: bool = False,
+        target_lang: str | None = None,
+        **overrides: Any,
+    ):
+        """As `UniSpeechPreTrainedModel.from_pretrained`; `target_lang` goes to the model, not the config."""
+        return checkpoint.from_pretrained(
+            cls, path, config=config, strict=strict, model_kwargs={"target_lang": target_lang}, **overrides
+        )
 
     def forward(
         self,
@@ -219,13 +281,16 @@ class UniSpeechForCTC(UniSpeechPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool | None = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         generator: torch.Generator | None = None,
     ):
         if labels is not None and labels.numel() and labels.max() >= self.config.vocab_size:
             raise ValueError(f"label values must be < vocab_size ({self.config.vocab_size}), got {int(labels.max())}")
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         base = self.unispeech(
             input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states, True, generator
         )
@@ -247,7 +312,13 @@ class UniSpeechForCTC(UniSpeechPreTrainedModel):
 
 class UniSpeechForSequenceClassification(UniSpeechPreTrainedModel):
     """Encoder → (optionally a softmax-weighted sum of all layers) → projector → mean
-    over real frames → classifier."""
+    over real frames → classifier.
+
+    The loss follows `config.problem_type`, inferred from the first labels when None and
+    then stored in the config, as `transformers`' sequence classifiers do: "regression"
+    when `num_labels == 1` (MSE), "single_label_classification" for integer class ids
+    (cross-entropy), "multi_label_classification" otherwise, i.e. float multi-hot labels
+    (binary cross-entropy on the logits)."""
 
     def __init__(self, config: UniSpeechConfig) -> None:
         super().__init__(config)
@@ -264,10 +335,13 @@ class UniSpeechForSequenceClassification(UniSpeechPreTrainedModel):
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool | None = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
     ):
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         weighted = self.config.use_weighted_layer_sum
         base = self.unispeech(
             input_values, attention_mask, None, output_attentions, output_hidden_states or weighted, True
@@ -287,10 +361,32 @@ class UniSpeechForSequenceClassification(UniSpeechPreTrainedModel):
             hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
             pooled = hidden.sum(dim=1) / frame_lengths.clamp(min=1)[:, None].to(hidden.dtype)
         logits = self.classifier(pooled)
-        loss = F.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
+        loss = self.classification_loss(logits, labels) if labels is not None else None
         hidden_states = base.hidden_states if output_hidden_states else None
         out = SequenceClassifierOutput(loss, logits, hidden_states, base.attentions)
         return _as_tuple(out, return_dict)
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of `config.problem_type` (set here on first use when None), in float32."""
+        cfg = self.config
+        num_labels = cfg.num_labels
+        if cfg.problem_type is None:
+            if num_labels == 1:
+                cfg.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                cfg.problem_type = "single_label_classification"
+            else:
+                cfg.problem_type = "multi_label_classification"
+        logits, labels = logits.float(), labels.to(logits.device)
+        if cfg.problem_type == "regression":
+            if num_labels == 1:  # (B, 1) logits against (B,) or (B, 1) targets
+                return F.mse_loss(logits.squeeze(), labels.squeeze().float())
+            return F.mse_loss(logits, labels.float())
+        if cfg.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1).long())  # int32 ids too
+        if cfg.problem_type == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(logits, labels.float())
+        raise ValueError(f"config.problem_type={cfg.problem_type!r} is not one of {PROBLEM_TYPES}")
 
 
 class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
@@ -327,9 +423,9 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
         labels: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
         sampled_negative_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool | None = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         generator: torch.Generator | None = None,
         alpha: float | None = None,
     ):
@@ -339,6 +435,9 @@ class UniSpeechForPreTraining(UniSpeechPreTrainedModel):
                 f"phone label values must be < num_ctc_classes ({cfg.num_ctc_classes}), got {int(labels.max())}"
             )
         alpha = cfg.ctc_alpha if alpha is None else alpha
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         if mask_time_indices is None and cfg.apply_spec_augment and cfg.mask_time_prob > 0:
             # the loss needs masked frames in evaluation too (validation loss)
             num_frames = int(self.get_feat_extract_output_lengths(input_values.shape[1]))
