@@ -1,25 +1,38 @@
 """Export a training checkpoint as a Hugging Face-format directory.
 
-    python -m unispeech.export CHECKPOINT.ckpt OUTPUT_DIR
+    python -m unispeech.export CHECKPOINT.ckpt OUTPUT_DIR [--language LOCALE]
 
 The directory holds ``config.json`` + ``model.safetensors`` (transformers key names), the
 feature extractor's ``preprocessor_config.json`` and, for CTC and pretraining models, the
 tokenizer (``vocab.json``, ``tokenizer_config.json``): ``transformers``'
-``UniSpeechForCTC.from_pretrained(OUTPUT_DIR)`` and ``AutoProcessor`` load it.
+``UniSpeechForCTC.from_pretrained(OUTPUT_DIR)`` and ``AutoProcessor`` load it. A phone
+tokenizer's ``phonemizer_lang`` is the espeak voice of the model's language (the one the
+checkpoint records, or ``--language``); it is left out, with a warning, when neither says.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from pathlib import Path
 
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
+from unispeech.data.phonemes import LOCALE_TO_VOICE
 from unispeech.data.tokenizer import CTCTokenizer
 from unispeech.tasks.inference import load_trained_model
 
+logger = logging.getLogger("unispeech.export")
 
-def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLike) -> Path:
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike, output_dir: str | os.PathLike, language: str | None = None
+) -> Path:
+    """Write the HF-format directory. A phone tokenizer records the espeak voice its phones
+    came from (``phonemizer_lang``): the checkpoint's ``language`` hyper-parameter, or
+    ``language`` (a CommonVoice locale or an espeak voice) where the checkpoint has none or
+    a wrong one."""
     model, info = load_trained_model(checkpoint)
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
@@ -27,17 +40,35 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(output_dir)
     if info["vocabulary"]:
         vocab = {token: index for index, token in enumerate(info["vocabulary"])}
-        CTCTokenizer(vocab, kind=info["tokenizer_kind"], language=info["language"]).save_pretrained(output_dir)
+        voice = espeak_voice(language) if language else info["language"]
+        if info["tokenizer_kind"] == "phones" and not voice:
+            logger.warning(
+                "%s records no language: the exported tokenizer has no phonemizer_lang (pass --language LOCALE)",
+                checkpoint,
+            )
+        CTCTokenizer(vocab, kind=info["tokenizer_kind"], language=voice).save_pretrained(output_dir)
     return output_dir
+
+
+def espeak_voice(language: str) -> str:
+    """A CommonVoice locale as the espeak voice the data pipeline phonemizes it with (fr →
+    fr-fr, sv-SE → sv); an espeak voice is kept as it is."""
+    return LOCALE_TO_VOICE.get(language, language)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a .ckpt written by unispeech.train")
     parser.add_argument("output_dir", help="directory to write (created)")
+    parser.add_argument(
+        "--language",
+        help="CommonVoice locale or espeak voice of a phone model, for its tokenizer's phonemizer_lang "
+        "(default: the one the checkpoint records)",
+    )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
-        print(export_checkpoint(args.checkpoint, args.output_dir))
+        print(export_checkpoint(args.checkpoint, args.output_dir, args.language))
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
 

@@ -5,7 +5,16 @@
 
 ``--model`` is a Lightning checkpoint from ``unispeech.train`` or an exported / Hugging Face
 directory with a tokenizer. Directories are searched for audio files. Output: one record per
-file with the text (phones separated by spaces, or words) and the token sequence.
+file with the text and the token sequence. The text reads as ``CTCTokenizer.decode`` (and
+transformers' processor) gives it: phones separated by spaces, without the word delimiter
+``|``; or characters joined into words separated by spaces. ``tokens`` keeps every symbol,
+``|`` included. See docs/inference.md.
+
+A file that cannot be transcribed (not audio, corrupt, empty, too short) does not stop the
+others: its record has an empty text and an ``error`` (an ``error`` column in TSV output,
+present when any file failed), and a warning naming it goes to stderr. Exit status: 0 when
+every file was transcribed, 1 when some failed, 2 when all failed or on a usage error (a bad
+option, a missing input or model).
 
 Speed: files are batched longest first (little padding); ``--workers`` threads decode the next
 batches while the model runs on this one (libsndfile and soxr release the GIL); ``--precision
@@ -29,10 +38,10 @@ from typing import Any
 
 import torch
 
-from unispeech.data.audio import AUDIO_EXTENSIONS, SAMPLING_RATE, audio_info, load_audio
+from unispeech.data.audio import AUDIO_EXTENSIONS, SAMPLING_RATE, AudioInfo, audio_info, load_audio
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
 from unispeech.tasks.inference import load_trained_model
-from unispeech.tasks.metrics import greedy_decode, tokens_to_text
+from unispeech.tasks.metrics import greedy_decode, tokens_to_text, units
 
 logger = logging.getLogger("unispeech.transcribe")
 
@@ -43,6 +52,12 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 16}
 # batches decoded ahead of the one the model is running: enough to hide decoding, little memory
 LOOKAHEAD_BATCHES = 2
+# exit statuses of the command line (see the module docstring)
+SOME_FAILED, ALL_FAILED_OR_USAGE = 1, 2
+
+
+class UnreadableAudio(ValueError):
+    """A file that cannot be transcribed; the message is the one-line reason."""
 
 
 def find_audio(inputs: Iterable[str]) -> list[Path]:
@@ -70,7 +85,7 @@ class Transcriber:
         if not info["vocabulary"]:
             raise ValueError(f"{model_source} has no tokenizer vocabulary (vocab.json)")
         self.vocabulary = info["vocabulary"]
-        self.joiner = " " if info["tokenizer_kind"] == "phones" else ""
+        self.tokenizer_kind = info["tokenizer_kind"]
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype(precision, self.device)
         # On a CPU torch's threads already use every core and more decoding threads slow them
@@ -82,6 +97,8 @@ class Transcriber:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         self.model.to(self.device)
         self.features = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)
+        self.min_samples = min_input_samples(self.model.config)
+        self.failed = 0  # files the last `transcribe` call could not transcribe
 
     @torch.inference_mode()
     def transcribe_waveforms(self, waveforms: Sequence[Any]) -> list[list[str]]:
@@ -101,16 +118,17 @@ class Transcriber:
     def transcribe(
         self, files: Sequence[Path], batch_size: int | None = None, progress: bool = True
     ) -> list[dict[str, Any]]:
-        """One record per file, in the order given. A file that cannot be read gets a record
-        with an `error` (and a warning naming it) instead of stopping the run."""
+        """One record per file, in the order given. A file that cannot be transcribed gets a
+        record with an empty text and an `error` (and one warning naming it) instead of
+        stopping the run; ``self.failed`` counts them."""
         batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8)
         durations: dict[Path, float] = {}
         records: dict[Path, dict[str, Any]] = {}
         for path in files:
             try:
-                info = audio_info(path)
+                info = check_audio(path, self.min_samples)
                 durations[path] = info.frames / info.sampling_rate
-            except (RuntimeError, OSError) as error:
+            except UnreadableAudio as error:
                 records[path] = _failed(path, error)
         # longest first: similar lengths share a batch (less padding), and memory errors come early
         order = sorted(durations, key=lambda f: -durations[f])
@@ -120,7 +138,9 @@ class Transcriber:
             waves = {}
             for path, wave in zip(batch, loaded):
                 if isinstance(wave, Exception):
-                    records[path] = _failed(path, wave)
+                    records[path] = _failed(path, UnreadableAudio(describe_audio_error(path, wave)))
+                elif len(wave) < self.min_samples:  # the header promised more than the decoder gave
+                    records[path] = _failed(path, UnreadableAudio(_too_short(len(wave), self.min_samples)))
                 else:
                     waves[path] = wave
             if not waves:
@@ -130,12 +150,13 @@ class Transcriber:
                 audio_seconds += seconds
                 records[path] = {
                     "path": str(path),
-                    "text": tokens_to_text(tokens, self.joiner),
+                    "text": transcript_text(tokens, self.tokenizer_kind),
                     "tokens": tokens,
                     "seconds": round(seconds, 3),
                 }
         elapsed = time.perf_counter() - start
         self.speed = {"audio_seconds": audio_seconds, "wall_seconds": elapsed}
+        self.failed = sum(1 for record in records.values() if record.get("error"))
         if audio_seconds > 0:
             logger.info(
                 "transcribed %.1f s of audio in %.1f s: %.1f audio-s/s, real-time factor %.4f",
@@ -145,6 +166,79 @@ class Transcriber:
                 elapsed / audio_seconds,
             )
         return [records[f] for f in files]
+
+
+def transcript_text(tokens: Sequence[str], tokenizer_kind: str) -> str:
+    """The text of a decoded token sequence, as ``CTCTokenizer.decode`` gives it: phones
+    separated by spaces without the word delimiter ``|`` (what the phone error rate scores);
+    characters joined into words, words separated by spaces. Special symbols are dropped."""
+    if tokenizer_kind == "phones":
+        return " ".join(units(tokens))
+    return tokens_to_text(tokens)
+
+
+def min_input_samples(config: Any) -> int:
+    """The fewest samples from which the feature encoder makes one frame (400 at the default
+    strides and kernels, 25 ms at 16 kHz); a shorter input makes its convolutions fail."""
+    samples = 1
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
+def check_audio(path: Path, min_samples: int = 1) -> AudioInfo:
+    """The header of ``path``, or ``UnreadableAudio`` with a one-line reason.
+
+    The header is read from an open file object, not the path: libsndfile then identifies
+    the format by the file's first bytes only. Given a path, it falls back on the extension
+    and hands a non-audio ``.mp3`` to libmpg123, which prints resync notes to the terminal.
+    (A real MP3 whose frames are corrupt still reaches libmpg123, and its notes, on decoding.)
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UnreadableAudio("no such file") from None
+    except OSError as error:
+        raise UnreadableAudio(f"cannot read it ({error.strerror or error})") from None
+    if size == 0:
+        raise UnreadableAudio("empty file (0 bytes)")
+    try:
+        with path.open("rb") as handle:
+            info = audio_info(handle)
+    except (RuntimeError, OSError) as error:  # soundfile.LibsndfileError is a RuntimeError
+        raise UnreadableAudio(describe_audio_error(path, error)) from None
+    if info.frames <= 0 or info.sampling_rate <= 0:
+        raise UnreadableAudio("empty audio (0 samples)")
+    samples = info.frames * SAMPLING_RATE // info.sampling_rate
+    if samples < min_samples:
+        raise UnreadableAudio(_too_short(samples, min_samples))
+    return info
+
+
+def describe_audio_error(path: Path, error: Exception) -> str:
+    """One line on why ``path`` could not be read, without libsndfile's misleading "File does
+    not exist or is not a regular file" for a file that exists."""
+    if isinstance(error, UnreadableAudio):
+        return str(error)
+    if not path.exists():
+        return "no such file"
+    reason = getattr(error, "error_string", None)  # soundfile.LibsndfileError: libsndfile's own words
+    if reason is None:
+        return f"cannot decode it ({getattr(error, 'strerror', None) or error})"
+    reason = reason.strip().rstrip(".")
+    if reason.startswith("File does not exist or is not a regular file"):
+        # what libsndfile says when its decoder (libmpg123 for MP3) gives up on an existing file
+        reason = "corrupt or truncated, the decoder found no audio in it"
+    elif reason:
+        reason = reason[0].lower() + reason[1:]
+    return f"not a readable audio file (soundfile: {reason})"
+
+
+def _too_short(samples: int, min_samples: int) -> str:
+    return (
+        f"too short: {1000 * samples / SAMPLING_RATE:.1f} ms of audio, the model needs at least "
+        f"{1000 * min_samples / SAMPLING_RATE:.1f} ms"
+    )
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -212,13 +306,16 @@ def _stderr_console():
 
 
 def write_records(records: list[dict[str, Any]], fmt: str, handle) -> None:
+    """JSON: the records as they are. TSV: ``path``, ``text`` and, when any file failed, ``error``."""
     if fmt == "json":
         json.dump(records, handle, ensure_ascii=False, indent=1)
         handle.write("\n")
-    else:
-        handle.write("path\ttext\n")
-        for record in records:
-            handle.write(f"{record['path']}\t{record['text']}\n")
+        return
+    columns = ["path", "text"] + (["error"] if any(record.get("error") for record in records) else [])
+    handle.write("\t".join(columns) + "\n")
+    for record in records:
+        fields = (" ".join(str(record.get(column) or "").split()) for column in columns)
+        handle.write("\t".join(fields) + "\n")
 
 
 def _positive_int(text: str) -> int:
@@ -229,7 +326,15 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Transcribe audio with a fine-tuned UniSpeech CTC model.")
+    """The command line; exits 1 when some files failed, 2 when all did or on a usage error."""
+    parser = argparse.ArgumentParser(
+        description="Transcribe audio with a fine-tuned UniSpeech CTC model.",
+        epilog=(
+            "A file that cannot be transcribed gets an empty text and an error in its record (a warning "
+            "names it) and the others are still transcribed. Exit status: 0 all files transcribed, "
+            "1 some failed, 2 all failed or a usage error (bad option, missing input or model)."
+        ),
+    )
     parser.add_argument("inputs", nargs="+", help="audio files or directories")
     parser.add_argument("--model", required=True, help=".ckpt from unispeech.train or an exported directory")
     parser.add_argument(
@@ -256,13 +361,16 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("no audio files found")
         transcriber = Transcriber(args.model, args.device, args.precision, args.workers)
     except (FileNotFoundError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")  # a bad path or model: the message is enough
+        parser.exit(ALL_FAILED_OR_USAGE, f"error: {error}\n")  # a bad path or model: the message is enough
     records = transcriber.transcribe(files, args.batch_size, not args.no_progress)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             write_records(records, args.format, handle)
     else:
         write_records(records, args.format, sys.stdout)
+    if transcriber.failed:
+        status = ALL_FAILED_OR_USAGE if transcriber.failed == len(records) else SOME_FAILED
+        parser.exit(status, f"error: {transcriber.failed} of {len(records)} files could not be transcribed\n")
 
 
 if __name__ == "__main__":

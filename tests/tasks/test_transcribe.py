@@ -1,10 +1,17 @@
-"""Transcription plumbing that needs no trained model: decoding ahead, and precision."""
+"""Transcription with untrained models: decoding ahead, precision, the text of a record, and
+what the command line does with files it cannot transcribe."""
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from tests.tasks.random_models import save_random_model
 from unispeech import transcribe
 from unispeech.data.audio import load_audio
 
@@ -56,26 +63,12 @@ def test_precision_auto_is_float32_on_cpu_and_bf16_is_opt_in():
 
 @pytest.fixture()
 def random_model_dir(tmp_path):
-    import unispeech
-    from unispeech.data.tokenizer import CTCTokenizer
+    return save_random_model(tmp_path / "model", ["abcdefghij"], "chars")
 
-    tokenizer = CTCTokenizer.from_texts(["abcdefghij"], kind="chars")
-    config = unispeech.UniSpeechConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        vocab_size=len(tokenizer),
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-    )
-    torch.manual_seed(0)
-    unispeech.UniSpeechForCTC(config).save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    return tmp_path / "model"
+
+@pytest.fixture()
+def random_phone_model_dir(tmp_path):
+    return save_random_model(tmp_path / "phone_model", ["h ə l oʊ | w ɜː l d"], "phones")
 
 
 def test_unpadded_batches_go_without_a_mask_and_give_the_same_logits(random_model_dir, clips, monkeypatch):
@@ -99,3 +92,121 @@ def test_unpadded_batches_go_without_a_mask_and_give_the_same_logits(random_mode
     with torch.no_grad():
         with_mask = forward(batch["input_values"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(logits_alone, with_mask, rtol=1e-5, atol=1e-5)
+
+
+def bad_files(folder):
+    """Files a user may hand over by mistake, each with (part of) the reason it must get."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cases = {
+        "corrupt.mp3": (b"not audio at all", "not a readable audio file"),
+        "notes.wav": (b"a text file renamed .wav\n", "not a readable audio file"),
+        "empty.wav": (b"", "empty file"),
+    }
+    for name, (content, _) in cases.items():
+        (folder / name).write_bytes(content)
+    sf.write(folder / "silent.wav", np.zeros(0, dtype=np.float32), 16000)  # a valid header, no samples
+    sf.write(folder / "click.wav", np.zeros(100, dtype=np.float32), 16000)  # less than one frame
+    reasons = {name: reason for name, (_, reason) in cases.items()}
+    reasons.update({"silent.wav": "empty audio", "click.wav": "too short"})
+    return {folder / name: reason for name, reason in reasons.items()}
+
+
+def run_cli(*args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "unispeech.transcribe", "--no-progress", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_cli_transcribes_the_good_files_names_each_bad_one_and_exits_1(random_model_dir, clips, tmp_path):
+    paths, _ = clips
+    bad = bad_files(tmp_path / "bad")
+    output = tmp_path / "out.json"
+    inputs = [paths[0], *bad, paths[1]]
+    done = run_cli("--model", random_model_dir, "--output", output, *inputs)
+    assert done.returncode == 1, done.stderr
+    records = json.loads(output.read_text())
+    assert [r["path"] for r in records] == [str(p) for p in inputs]
+    good = [records[0], records[-1]]
+    assert all(r["tokens"] and "error" not in r for r in good)  # the bad files did not stop them
+    for record, (path, reason) in zip(records[1:-1], bad.items()):
+        assert record["text"] == "" and record["tokens"] == [], path
+        assert reason in record["error"], (path, record["error"])
+        assert "possibly a pipe" not in record["error"]
+    lines = done.stderr.strip().splitlines()
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == len(bad)
+    for path in bad:
+        assert sum(str(path) in line for line in warnings) == 1, path
+    # libmpg123's resync notes stay out of the terminal; the last line counts the failures
+    assert not any(line.startswith(("Note:", "Warning:", "[src/")) for line in lines), done.stderr
+    assert lines[-1] == f"error: {len(bad)} of {len(inputs)} files could not be transcribed"
+
+
+def test_cli_exits_2_when_no_file_could_be_transcribed(random_model_dir, tmp_path, capsys):
+    bad = bad_files(tmp_path / "bad")
+    output = tmp_path / "out.tsv"
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", str(random_model_dir), "--format", "tsv", "--output", str(output), *map(str, bad)])
+    assert exit_info.value.code == 2
+    assert f"error: {len(bad)} of {len(bad)} files could not be transcribed" in capsys.readouterr().err
+    lines = output.read_text().splitlines()
+    assert lines[0] == "path\ttext\terror"  # the error column, since files failed
+    assert [line.split("\t")[0] for line in lines[1:]] == [str(p) for p in bad]
+    assert all(reason in line.split("\t")[2] for line, reason in zip(lines[1:], bad.values()))
+
+
+def test_cli_exits_0_and_writes_two_tsv_columns_when_every_file_is_transcribed(random_model_dir, clips, tmp_path):
+    paths, _ = clips
+    output = tmp_path / "out.tsv"
+    transcribe.main(["--model", str(random_model_dir), "--format", "tsv", "--output", str(output), *map(str, paths)])
+    lines = output.read_text().splitlines()
+    assert lines[0] == "path\ttext" and len(lines) == 1 + len(paths)
+
+
+def test_help_documents_the_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        transcribe.main(["--help"])
+    assert "1 some failed, 2 all failed or a usage error" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_text_reads_as_the_tokenizer_decodes_and_tokens_keep_the_word_delimiter(
+    random_phone_model_dir, clips, tmp_path
+):
+    from unispeech.data.tokenizer import CTCTokenizer
+
+    paths, _ = clips
+    output = tmp_path / "out.json"
+    transcribe.main(["--model", str(random_phone_model_dir), "--output", str(output), *map(str, paths)])
+    records = json.loads(output.read_text())
+    assert any("|" in r["tokens"] for r in records), "precondition: this seeded model outputs word delimiters"
+    tokenizer = CTCTokenizer.from_pretrained(random_phone_model_dir)
+    for record in records:
+        ids = [tokenizer.vocab[t] for t in record["tokens"]]
+        assert record["text"] == tokenizer.decode(ids, group_tokens=False)
+        assert "|" not in record["text"].split() and "<s>" not in record["text"]
+
+
+def test_transcript_text_of_phones_and_characters():
+    assert transcribe.transcript_text(["h", "ə", "|", "w", "ɜː", "<unk>", "|"], "phones") == "h ə w ɜː"
+    assert transcribe.transcript_text(["h", "i", "|", "y", "o", "</s>"], "chars") == "hi yo"
+
+
+def test_check_audio_reasons(tmp_path):
+    for path, reason in bad_files(tmp_path).items():
+        with pytest.raises(transcribe.UnreadableAudio, match=reason):
+            transcribe.check_audio(path, min_samples=400)
+    with pytest.raises(transcribe.UnreadableAudio, match="no such file"):
+        transcribe.check_audio(tmp_path / "gone.wav")
+
+
+def test_min_input_samples_is_the_first_length_with_one_frame(random_model_dir):
+    from unispeech.tasks.inference import load_trained_model
+
+    model, _ = load_trained_model(random_model_dir)
+    samples = transcribe.min_input_samples(model.config)
+    assert model.get_feat_extract_output_lengths(torch.tensor([samples - 1, samples])).tolist() == [0, 1]

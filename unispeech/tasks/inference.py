@@ -25,7 +25,14 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
     ``tokenizer_kind``, ``language`` and ``labels`` where they apply.
     """
     if is_lightning_checkpoint(source):
-        checkpoint = load_lightning_checkpoint(source)
+        try:
+            checkpoint = load_lightning_checkpoint(source)
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # torch.load of anything else: a truncated file, text, another pickle
+            raise ValueError(
+                f"{source} is not a checkpoint written by unispeech.train (torch.load failed: {type(error).__name__})"
+            ) from None
         if CONFIG_KEY not in checkpoint or KIND_KEY not in checkpoint:
             raise ValueError(f"{source} has no {CONFIG_KEY}/{KIND_KEY}: not a checkpoint written by unispeech.train")
         task = task_for_kind(checkpoint[KIND_KEY])
@@ -41,6 +48,11 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
         }
         return model.eval(), info
     directory = hf_checkpoint.resolve_checkpoint_dir(source)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{directory} has no config.json: pass a .ckpt written by unispeech.train or an exported model "
+            "directory (a run's export/)"
+        )
     config = json.loads((directory / "config.json").read_text())
     task = task_for_architecture((config.get("architectures") or ["UniSpeechForCTC"])[0])
     model = task.model_class.from_pretrained(directory, strict=True)

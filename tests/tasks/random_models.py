@@ -1,0 +1,33 @@
+"""Tiny randomly initialised CTC models, exported with a tokenizer: the inference tools'
+tests need a model to load, not a trained one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+import unispeech
+from unispeech.data.tokenizer import CTCTokenizer
+
+
+def save_random_model(directory: Path, texts: Sequence[str], kind: str, language: str = "") -> Path:
+    """A tiny UniSpeechForCTC (seeded) with a tokenizer built from ``texts``, saved to ``directory``."""
+    tokenizer = CTCTokenizer.from_texts(texts, kind=kind, language=language)
+    config = unispeech.UniSpeechConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        vocab_size=len(tokenizer),
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )
+    torch.manual_seed(0)
+    unispeech.UniSpeechForCTC(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
