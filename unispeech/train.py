@@ -13,6 +13,7 @@ as its own process (``unispeech.training.stages``).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ from omegaconf import DictConfig, open_dict
 from unispeech.tasks.base import NonFiniteLossError
 from unispeech.training import hydra_config
 from unispeech.training.builders import build_trainer
-from unispeech.training.config_checks import ConfigError, check_config, plain, resolve_ckpt_path
+from unispeech.training.config_checks import (
+    ConfigError,
+    check_config,
+    fit_intervals_to_the_run,
+    plain,
+    resolve_ckpt_path,
+)
 from unispeech.training.stages import StageFailed, run_stages
 from unispeech.training.summary import finish_run, print_summary
 
@@ -42,6 +49,7 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     task_class = check_config(cfg)
+    fit_intervals_to_the_run(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     if cfg.get("float32_matmul_precision"):
@@ -71,11 +79,18 @@ def main(cfg: DictConfig) -> float | None:
             summaries = [run(cfg, HydraConfig.get().runtime.output_dir)]
     except USER_ERRORS as error:
         print(f"[unispeech] error: {error}", file=sys.stderr)
+        discard_if_empty(Path(HydraConfig.get().runtime.output_dir))
         raise SystemExit(2) from None
     print_summary(summaries)
     # sweepers (Optuna) minimise/maximise the value returned here
     objective = cfg.get("objective")
     return summaries[-1]["metrics"].get(str(objective)) if objective else None
+
+
+def discard_if_empty(run_dir: Path) -> None:
+    """A run refused before any work leaves no directory behind (only Hydra's own files)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def cli() -> None:

@@ -54,6 +54,7 @@ def test_recipe_composes_and_checks_its_data_first(recipe, tmp_path):
             f"paths.root={tmp_path}/out",
             f"paths.output_dir={tmp_path}/run",
             *(["language=fr"] if recipe.split("/")[0] == "commonvoice" else []),
+            "trainer=cpu",  # the GPU recipes' trainers are refused on a machine without one
         ]
     )
     if recipe.endswith("finetune"):  # stage 2 without stage 1: refused at once, naming what to run first
@@ -126,7 +127,7 @@ def test_the_model_group_is_typed_by_the_config_dataclass(override, words):
 
 
 def test_missing_recipe_data_fails_before_any_work(tmp_path):
-    cfg = compose_config(["recipe=commonvoice/pretrain", "language=es", f"paths.data_root={tmp_path}"])
+    cfg = compose_config(["recipe=commonvoice/pretrain", "language=es", "trainer=cpu", f"paths.data_root={tmp_path}"])
     with pytest.raises(MissingDataError) as error:
         run(cfg, tmp_path / "run")
     message = str(error.value)

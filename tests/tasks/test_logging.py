@@ -8,6 +8,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from tests.tasks.conftest import compose_config
 from unispeech.training import loggers as logging_setup
 from unispeech.training.builders import build_loggers
+from unispeech.training.loggers import CSVLogger as ContinuedCSVLogger
 
 
 @pytest.fixture
@@ -44,4 +45,5 @@ def test_csv_logger_is_added_when_none_is_configured(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose_config(["logger=wandb", f"paths.output_dir={tmp_path}"])
     loggers = build_loggers(cfg, Path(tmp_path))
-    assert [type(logger) for logger in loggers] == [WandbLogger, CSVLogger]
+    # ours: a subclass that keeps metrics.csv's earlier rows when a run resumes
+    assert [type(logger) for logger in loggers] == [WandbLogger, ContinuedCSVLogger]

@@ -152,7 +152,7 @@ def _needs_sweep_extra():
         pytest.importorskip(module, reason='the sweep extra: pip install -e ".[sweep]"')
 
 
-def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
+def test_optuna_sweep_of_pretraining_runs_trials_and_reports_every_job(tmp_path):
     _needs_sweep_extra()
     sweep_dir = tmp_path / "optuna"
     result = train(
@@ -161,17 +161,19 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path):
             *FAST,
             "+sweep=optuna",
             "hydra.sweeper.n_trials=2",
-            "task=ctc",
-            "data=demo_ctc",
-            "recipe=null",
+            "recipe=demo/pretrain",
             "trainer.max_steps=2",
-            "trainer.val_check_interval=2",
+            # longer than the run: validation (and so the objective) moves to its last step
+            "trainer.val_check_interval=100",
             "export_after_fit=false",
             f"hydra.sweep.dir={sweep_dir}",
         ]
     )
     assert "Best value" in result.stdout + result.stderr
     assert (sweep_dir / "optimization_results.yaml").is_file()
+    # one line per job, with what it changed and its objective (the task's monitor)
+    lines = [line for line in result.stdout.splitlines() if "val/loss=" in line]
+    assert len(lines) == 2 and all("task.module.optimizer.lr=" in line for line in lines)
 
 
 def test_submitit_local_launcher_runs_the_jobs(tmp_path):

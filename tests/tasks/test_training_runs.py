@@ -111,6 +111,17 @@ def test_resume_gives_the_next_step_loss_of_an_uninterrupted_run(uninterrupted_r
     assert temperature[3] == pytest.approx(2.0 * (0.5 / 2.0) ** (3 / 6))
 
 
+def test_extending_a_finished_run_goes_on_with_its_epoch_and_keeps_its_log(uninterrupted_run, tmp_path):
+    # three steps end the run inside the first epoch; the same run directory then goes on to six
+    first = run(compose_config(SIX_STEPS + ["trainer.max_steps=3"]), tmp_path)
+    assert sorted(train_losses(first)) == [0, 1, 2]
+    extended = run(compose_config(SIX_STEPS + ["ckpt_path=last"]), tmp_path)
+    losses, full = train_losses(extended), train_losses(uninterrupted_run)
+    assert sorted(losses) == [0, 1, 2, 3, 4, 5]  # the CSV keeps the first run's rows, each step once
+    for step in range(6):  # the rest of epoch 0, not a new epoch: the uninterrupted run's losses
+        assert losses[step] == pytest.approx(full[step], rel=1e-5), step
+
+
 def test_sigterm_after_the_step_hooks_still_saves_a_checkpoint_that_resumes_exactly(uninterrupted_run, tmp_path):
     # no every-3-steps checkpoint here: last.ckpt can only come from the preemption callback
     with pytest.raises(SystemExit):  # Lightning stops a SIGTERM'd run with SIGTERMException
@@ -308,9 +319,8 @@ def test_bf16_mixed_with_gradient_accumulation(tmp_path):
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)  # logged once per update
     checkpoint = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
-    assert (
-        checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == 4
-    )  # 2 x 2 micro-batches
+    # the training loader consumed 2 x 2 micro-batches (what a resumed run skips)
+    assert checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "consumed": 4}]
 
 
 def test_language_recipe_both_stages_on_a_fake_commonvoice_root(tmp_path):

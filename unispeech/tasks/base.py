@@ -37,6 +37,7 @@ from unispeech.tasks.schedules import constant
 NONFINITE_KEY = "unispeech_nonfinite"  # the skipped-update counters, in the checkpoint
 CONFIG_KEY = "unispeech_config"  # the full model config, in the checkpoint
 KIND_KEY = "unispeech_task"  # the task kind, in the checkpoint
+LENGTH_KEY = "unispeech_total_steps"  # the run length the schedules followed, in the checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -184,9 +185,21 @@ class SpeechTask(L.LightningModule):
         # from our hyper-parameters): export and transcription need nothing else
         checkpoint[CONFIG_KEY] = self.model.config.to_dict()
         checkpoint[KIND_KEY] = self.kind
+        checkpoint[LENGTH_KEY] = self._total_steps()
         checkpoint[NONFINITE_KEY] = self._nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        before, now = checkpoint.get(LENGTH_KEY), self._total_steps() if fitting else None
+        if fitting and before is not None and before != now:
+            logger.warning(
+                "resuming a run whose schedules followed %d updates with %d: the LR schedule (and the Gumbel "
+                "temperature and CTC ramp, when relative to the run) now follow %d; to extend a run without "
+                "changing its schedule, set task.module.scheduler.total_steps to the final length from the start",
+                before,
+                now,
+                now,
+            )
         # a resumed run keeps counting skipped updates (and a streak) where it stopped
         if NONFINITE_KEY in checkpoint:
             self._nonfinite.load_state_dict(checkpoint[NONFINITE_KEY])

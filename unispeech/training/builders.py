@@ -15,6 +15,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from unispeech.training.config_checks import ConfigError
+from unispeech.training.console import quiet_known_noise
 from unispeech.training.loggers import choose_wandb_mode, ensure_csv_logger, is_wandb_config
 from unispeech.training.resumable import CountConsumedBatches
 
@@ -48,6 +49,7 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 def build_trainer(cfg: DictConfig, output_dir: Path) -> tuple[L.Trainer, list]:
     """(Trainer, its loggers)."""
+    quiet_known_noise()
     loggers = build_loggers(cfg, output_dir)
     try:
         trainer = instantiate(

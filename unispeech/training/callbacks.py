@@ -1,9 +1,14 @@
 """Callbacks of a UniSpeech training run.
 
 - ``PreemptionCheckpoint``: on SIGTERM (a preempted cloud VM, ``scancel``, a SLURM time
-  limit) save ``last.ckpt`` after the current step, before Lightning stops the run.
-- ``TrainingCurves``: after fit, a PNG of the loss parts and codevector perplexity next to
-  the checkpoints, drawn from the CSV log (matplotlib, Agg backend: no display needed).
+  limit) save ``last.ckpt`` after the current step, before Lightning stops the run; and when
+  ``max_steps`` ends the run inside an epoch, leave ``last.ckpt`` in that mid-epoch state, so
+  that extending the run (``ckpt_path=last trainer.max_steps=MORE``) goes on with the rest of
+  the epoch exactly as an uninterrupted run would.
+- ``TrainingCurves``: after fit, a PNG next to the checkpoints, drawn from the CSV log
+  (matplotlib, Agg backend: no display needed): the loss parts, the error rates (val/per,
+  val/cer, val/wer of a CTC run; a pretraining run's phone PER), and pretraining's
+  diagnostics (contrastive accuracy, codebook use: codevector perplexity, unused codevectors).
 - ``SeenUtterances``: writes the utterance ids each rank trained on per epoch; the check
   that a sharded epoch uses every utterance exactly once.
 """
@@ -25,6 +30,7 @@ from unispeech.training.loggers import csv_metrics_file
 class PreemptionCheckpoint(L.Callback):
     def __init__(self, dirpath: str, filename: str = "last.ckpt") -> None:
         self.path = Path(dirpath) / filename
+        self.mid_epoch_path = Path(dirpath) / ("mid-epoch-" + filename)
         self.saved_at_step: int | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
@@ -32,6 +38,16 @@ class PreemptionCheckpoint(L.Callback):
         # (SIGTERMException) once the step's remaining hooks have run
         if trainer.received_sigterm:
             self._save(trainer)
+        elif stops_inside_an_epoch(trainer):
+            # Lightning marks the epoch complete before its end-of-epoch checkpoint, and a run
+            # continued from that one would start the next epoch and never see the rest of this
+            # one: keep the state of this step, to become last.ckpt once the run has ended
+            trainer.save_checkpoint(str(self.mid_epoch_path))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after every on_train_end, where ModelCheckpoint may write last.ckpt once more
+        if trainer.is_global_zero and self.mid_epoch_path.is_file():
+            self.mid_epoch_path.replace(self.path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # the signal arrived after the hook above (in a later callback, the LR scheduler or
@@ -48,14 +64,28 @@ class PreemptionCheckpoint(L.Callback):
         rank_zero_info(f"SIGTERM received: saved {self.path} at step {trainer.global_step}")
 
 
-PLOTTED_METRICS = (
-    "loss",
-    "contrastive_loss",
-    "diversity_loss",
-    "ctc_loss",
-    "codevector_perplexity",
-    "contrastive_accuracy",
+def stops_inside_an_epoch(trainer: L.Trainer) -> bool:
+    """This batch is the run's last update (``max_steps``) and not the last of its epoch."""
+    final = 0 < trainer.max_steps <= trainer.global_step
+    return final and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
+# The panels of the curves PNG: (title, metric names without their train/ or val/ stage).
+# A panel is drawn when one of its series was logged, so a CTC run gets its loss and error
+# rates, a pretraining run its loss parts, PER, contrastive accuracy and codebook use.
+CURVE_PANELS = (
+    ("loss", ("loss",)),
+    ("contrastive_loss", ("contrastive_loss",)),
+    ("diversity_loss", ("diversity_loss",)),
+    ("ctc_loss", ("ctc_loss",)),
+    ("error rate", ("per", "cer", "wer")),
+    ("accuracy", ("accuracy",)),
+    ("contrastive_accuracy", ("contrastive_accuracy",)),
+    ("codevector_perplexity", ("codevector_perplexity",)),
+    ("unused_codevectors", ("unused_codevectors",)),
 )
+PLOTTED_METRICS = tuple(name for _, names in CURVE_PANELS for name in names)
+CURVE_STAGES = ("train", "val")
 
 
 class TrainingCurves(L.Callback):
@@ -86,11 +116,22 @@ def read_curves(metrics_file: Path) -> dict[str, list[tuple[int, float]]]:
                     continue
                 stage, _, name = key.partition("/")
                 name = name.removesuffix("_epoch").removesuffix("_step")
-                if stage in ("train", "val") and name in PLOTTED_METRICS:
+                if stage in CURVE_STAGES and name in PLOTTED_METRICS:
                     number = float(value)
                     if math.isfinite(number):
                         curves[f"{stage}/{name}"].append((step, number))
     return dict(curves)
+
+
+def plotted_series(curves: dict[str, list[tuple[int, float]]]) -> list[tuple[str, list[str]]]:
+    """The panels the PNG draws from ``curves`` (as ``read_curves`` gives them): (title,
+    series keys such as ``val/per``), in CURVE_PANELS order, panels without data left out."""
+    panels = []
+    for title, names in CURVE_PANELS:
+        series = [f"{stage}/{name}" for name in names for stage in CURVE_STAGES if curves.get(f"{stage}/{name}")]
+        if series:
+            panels.append((title, series))
+    return panels
 
 
 def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
@@ -99,19 +140,19 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in PLOTTED_METRICS if any(k.endswith("/" + n) for k in curves)]
-    columns = min(3, len(names))
-    rows = math.ceil(len(names) / columns)
+    panels = plotted_series(curves)
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
-    for axis, name in zip(axes.flat, names):
-        for stage, style in (("train", "-"), ("val", "o-")):
-            points = curves.get(f"{stage}/{name}")
-            if points:
-                axis.plot(*zip(*points), style, label=stage, markersize=3)
-        axis.set_title(name)
+    for axis, (title, series) in zip(axes.flat, panels):
+        for key in series:
+            stage, _, name = key.partition("/")
+            label = stage if name == title else key  # "val/per" in the error-rate panel
+            axis.plot(*zip(*curves[key]), "-" if stage == "train" else "o-", label=label, markersize=3)
+        axis.set_title(title)
         axis.set_xlabel("step")
         axis.legend()
-    for axis in list(axes.flat)[len(names) :]:
+    for axis in list(axes.flat)[len(panels) :]:
         axis.axis("off")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from unispeech.modeling import UniSpeechConfig
@@ -47,6 +48,7 @@ def check_config(cfg: DictConfig) -> type[SpeechTask]:
     for key in ("model", "data", "task", "trainer"):
         if cfg.get(key) is None:
             raise ConfigError(f"{key} is missing: pick one of conf/{key}/*.yaml ({key}=NAME)")
+    check_trainer(cfg.trainer)
     for section in ("task", "data"):
         resolve(cfg, section)  # a missing stage-1 checkpoint, a bad interpolation: now, not after the data
     for key in ("module", "monitor", "monitor_mode"):
@@ -70,6 +72,60 @@ def check_config(cfg: DictConfig) -> type[SpeechTask]:
         )
     check_required_paths(cfg)
     return task_class
+
+
+# trainer keys whose type a typo breaks only deep inside Lightning (`trainer.max_steps=abc`)
+TRAINER_TYPES = {
+    "max_steps": int,
+    "max_epochs": (int, type(None)),
+    "val_check_interval": (int, float, type(None)),
+    "log_every_n_steps": int,
+    "accumulate_grad_batches": int,
+    "num_nodes": int,
+    "gradient_clip_val": (int, float, type(None)),
+    "check_val_every_n_epoch": (int, type(None)),
+}
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Types of the numeric trainer keys, and that the machine has the accelerator asked for."""
+    for key, types in TRAINER_TYPES.items():
+        value = trainer.get(key)
+        if key in trainer and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ConfigError(f"trainer.{key}={value!r} must be a number (see conf/trainer/*.yaml)")
+    accelerator, precision = str(trainer.get("accelerator", "auto")), str(trainer.get("precision", "32-true"))
+    if accelerator == "cpu" and precision not in ("32-true", "32", "64-true", "64"):
+        print(
+            f"[unispeech] trainer.precision={precision} on the CPU: autocast to half precision, which is faster "
+            "only on CPUs with AVX512-BF16/AMX; trainer.precision=32-true trains in float32",
+            flush=True,
+        )
+    if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no GPU that torch can use "
+            f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built in'}): run with trainer=cpu "
+            "(or trainer.accelerator=cpu trainer.precision=32-true), or install a CUDA build of torch"
+        )
+
+
+def fit_intervals_to_the_run(cfg: DictConfig) -> None:
+    """A run shorter than its validation or logging interval would never validate (no best
+    checkpoint, no objective for a sweeper) or never write metrics.csv: do both at its end."""
+    steps = cfg.trainer.get("max_steps", -1)
+    if not isinstance(steps, int) or steps <= 0:
+        return
+    batches = steps * max(1, int(cfg.trainer.get("accumulate_grad_batches", 1)))
+    # val_check_interval counts training batches, log_every_n_steps optimizer steps
+    for key, length in (("val_check_interval", batches), ("log_every_n_steps", steps)):
+        value = cfg.trainer.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > length:
+            print(
+                f"[unispeech] trainer.{key}={value} is longer than the run (trainer.max_steps={steps}): using {length}",
+                flush=True,
+            )
+            with open_dict(cfg):
+                cfg.trainer[key] = length
 
 
 def check_missing(cfg: DictConfig) -> None:
@@ -129,12 +185,24 @@ def check_required_paths(cfg: DictConfig) -> None:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`ckpt_path`: null, `last` (this run directory's last.ckpt) or a file."""
+    """The checkpoint to resume: `ckpt_path` is `auto` (the default: this run directory's
+    last.ckpt if it has one), `last` (it must), a file, or null (a fresh start, refused
+    when this run directory already holds a run: its checkpoints would be overwritten)."""
     ckpt = cfg.get("ckpt_path")
+    last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
+    if ckpt == "auto":
+        if last.is_file():
+            print(f"[unispeech] resuming {last} (ckpt_path=auto; another run_name starts a new run)", flush=True)
+            return str(last)
+        return None
     if ckpt is None:
+        if last.is_file():
+            raise ConfigError(
+                f"{last.parent.parent} already holds a run ({last.name}): ckpt_path=auto (the default) or "
+                "ckpt_path=last continues it; to start over, pick another run_name or delete that directory"
+            )
         return None
     if ckpt == "last":
-        last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
         if not last.is_file():
             raise ConfigError(
                 f"ckpt_path=last but {last} does not exist: resume inside the run directory you want to "
