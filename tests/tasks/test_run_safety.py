@@ -5,6 +5,7 @@ shorter than its intervals still validates and logs."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ def test_running_the_same_command_again_continues_the_run_and_never_overwrites_i
     where = [f"paths.root={tmp_path}", "run_name=again"]
     first = train([*SHORT, *where, "trainer.max_steps=2"])
     assert first.returncode == 0, first.stderr[-2000:]
+    for noise in ("litlogger", "LeafSpec", "on_before_batch_transfer", "/-2"):  # ads, deprecations, Epoch 0/-2
+        assert noise not in first.stdout + first.stderr, noise
     again = train([*SHORT, *where, "trainer.max_steps=4"])  # the default ckpt_path=auto
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stdout and "last.ckpt" in again.stdout
@@ -80,3 +83,13 @@ def test_a_run_shorter_than_its_intervals_still_validates_and_writes_its_log(tmp
 def test_half_precision_on_a_cpu_is_said(capsys):
     check_config(compose_config(["recipe=null", "trainer.precision=bf16-mixed"]))
     assert "trainer.precision=bf16-mixed on the CPU" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_progress_bar_counts_updates_and_shows_the_lr(tmp_path):
+    bar_on = [a for a in SHORT if a not in ("callbacks.progress_bar=null", "+trainer.enable_progress_bar=false")]
+    result = train([*bar_on, f"paths.root={tmp_path}", "trainer.max_steps=3"], COLUMNS="200")
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = result.stdout + result.stderr
+    assert "Epoch 0 · 3 updates" in shown and "/-2" not in shown  # not Lightning's "Epoch 0/-2"
+    assert re.search(r"train/lr: \d\.\d\de-0\d", shown), shown[-1500:]  # not "train/lr: 0.000"

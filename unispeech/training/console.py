@@ -5,9 +5,9 @@
   and after a mid-epoch resume ``16/8`` (the epoch's total shrinks to the remaining updates
   while the count goes on from the resumed batch). Here: ``Epoch 0 · 800 updates``, the LR in
   scientific notation, and a total counted from the start of the epoch.
-- ``quiet_known_noise()``: drops, once per process, two messages a user can do nothing
-  about: Lightning's advertisement for its cloud logger and a torch deprecation raised inside
-  Lightning's own code.
+- ``quiet_known_noise()``: drops, once per process, messages a user can do nothing about:
+  Lightning's advertisement for its cloud logger, a torch deprecation raised inside
+  Lightning's own code, and Lightning's note on a batch hook the task overrides on purpose.
 """
 
 from __future__ import annotations
@@ -58,3 +58,5 @@ def quiet_known_noise() -> None:
         if not any(isinstance(f, _DropAdvertisement) for f in logger.filters):
             logger.addFilter(_DropAdvertisement())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+    # intended: the task counts a batch's audio seconds on the host before it moves (base.py)
+    warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule`")
