@@ -15,6 +15,7 @@ The paper's result is the ordering unispeech < min(self-supervised, supervised) 
 
     python scripts/replicate.py                 # --size cpu: the replication corpus, 2 CPU cores
     python scripts/replicate.py --size demo     # the embedded demo corpus, the default run's stages
+    python scripts/replicate.py --size gpu      # a larger corpus and model on one GPU
     python scripts/replicate.py --size smoke    # a few updates per run: checks the plumbing (CI)
 
 Every run is a plain `python -m unispeech.train` command (the exact commands are written to
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -35,6 +37,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +100,32 @@ CPU_FINETUNE = (
     "trainer.max_steps=600",
     "trainer.val_check_interval=200",
 )
+# The gpu size: the 5 h + 5 h replication corpus and a 4-layer, 256-wide model in bf16 on one
+# GPU. Its budgets are estimates for "10 minutes on one GPU", not yet timed on a GPU.
+GPU_MODEL = (
+    "replication_size=gpu",
+    "model=tiny",
+    "model.hidden_size=256",
+    "model.num_hidden_layers=4",
+    "model.num_attention_heads=4",
+    "model.intermediate_size=1024",
+    "model.conv_dim=[256,256,256,256,256,256,256]",
+    "model.num_codevectors_per_group=64",
+    "model.codevector_dim=256",
+    "model.proj_codevector_dim=256",
+    "model.classifier_proj_size=128",
+    "trainer=gpu",
+    "data.max_batch_seconds=160",
+    "data.num_workers=4",
+)
+
+
+def _on_gpu(overrides: tuple[str, ...], steps: int, val_every: int) -> tuple[str, ...]:
+    """A cpu-size run's overrides with the gpu size's corpus, model, trainer and budget."""
+    kept = [o for o in overrides if not o.startswith(("model=", "trainer=", "trainer.max_steps", "trainer.val_check"))]
+    return (*kept, *GPU_MODEL, f"trainer.max_steps={steps}", f"trainer.val_check_interval={val_every}")
+
+
 # The demo mode runs the default run's two stages (recipes/demo/) as they are.
 SIZES = {
     "cpu": Size(
@@ -105,6 +134,13 @@ SIZES = {
         corpus="cpu",
         note="replication corpus: 1 h labeled English, 1 h unlabeled Spanish, 10 min labeled Spanish; "
         "tiny model, 1,500 pretraining and 600 fine-tuning updates",
+    ),
+    "gpu": Size(
+        pretrain=_on_gpu(CPU_PRETRAIN, 3000, 1000),
+        finetune=_on_gpu(CPU_FINETUNE, 1000, 250),
+        corpus="gpu",
+        note="replication corpus: 5 h labeled English, 5 h unlabeled Spanish, 40 min labeled Spanish; "
+        "4 x 256 model in bf16 on one GPU, 3,000 pretraining and 1,000 fine-tuning updates",
     ),
     "demo": Size(
         pretrain=("recipe=demo/pretrain", "export_after_fit=false"),
@@ -154,16 +190,28 @@ class Job:
         return json.loads(path.read_text()) if path.is_file() else None
 
 
-def plan(size: Size, out: Path) -> list[tuple[Job | None, Job]]:
-    """(pretraining job or None, fine-tuning job) for every arm and seed."""
+def variant_folder(overrides: Sequence[str]) -> str:
+    """The unispeech arm's folder: `unispeech`, or `unispeech-<hash>` for a variant, so that a
+    variant run into the same --out keeps the other arms' finished runs and adds only its own."""
+    if not overrides:
+        return "unispeech"
+    return "unispeech-" + hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
+
+
+def plan(size: Size, out: Path, unispeech_overrides: Sequence[str] = ()) -> list[tuple[Job | None, Job]]:
+    """(pretraining job or None, fine-tuning job) for every arm and seed; `unispeech_overrides`
+    are added to the unispeech arm's pretraining (a lever to compare, e.g. its CTC ramp)."""
     chains = []
     for seed in size.seeds:
         for arm in ARMS:
-            base = out / arm / f"seed{seed}"
+            extra = list(unispeech_overrides) if arm == "unispeech" else []
+            base = out / (variant_folder(extra) if arm == "unispeech" else arm) / f"seed{seed}"
             pretrain = None
             finetune = Job(arm, seed, "finetune", base / "finetune", [*size.finetune, "task.module.pretrained=null"])
             if arm in ARM_PRETRAINING:
-                pretrain = Job(arm, seed, "pretrain", base / "pretrain", [*size.pretrain, *ARM_PRETRAINING[arm]])
+                pretrain = Job(
+                    arm, seed, "pretrain", base / "pretrain", [*size.pretrain, *ARM_PRETRAINING[arm], *extra]
+                )
                 # every arm is fine-tuned from its last update: the same pretraining budget
                 last = pretrain.run_dir / "checkpoints" / "last.ckpt"
                 finetune.overrides[-1] = f"task.module.pretrained={last}"
@@ -198,12 +246,14 @@ def run_job(job: Job, threads: int, force: bool, log: Path) -> dict:
     return job.summary()
 
 
-def run_study(size: Size, out: Path, jobs: int, force: bool) -> list[tuple[Job | None, Job]]:
+def run_study(
+    size: Size, out: Path, jobs: int, force: bool, unispeech_overrides: Sequence[str] = ()
+) -> list[tuple[Job | None, Job]]:
     if size.corpus:  # once, here, rather than by the first runs in parallel
         from unispeech.data import ensure_replication_corpus
 
         print(f"[replicate] corpus: {ensure_replication_corpus(size.corpus)}", flush=True)
-    chains = plan(size, out)
+    chains = plan(size, out, unispeech_overrides)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log = out / "commands.txt"
     out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +341,14 @@ def report(results: dict, size_name: str, size: Size) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, chains: list[tuple[Job | None, Job]], out: Path) -> None:
+# Curves of a term an arm does not train (α = 1: no contrastive term; α = 0: no CTC term).
+UNTRAINED_BY = {
+    "supervised": ("val/contrastive_accuracy", "val/codevector_perplexity"),
+    "self-supervised": ("val/per", "train/per"),
+}
+
+
+def plot(results: dict, chains: list[tuple[Job | None, Job]], out: Path, tag: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,7 +363,7 @@ def plot(results: dict, chains: list[tuple[Job | None, Job]], out: Path) -> None
     ax.set_ylabel("test PER (lower is better)")
     ax.set_title("fine-tuning on the target language, by pretraining")
     fig.tight_layout()
-    fig.savefig(out / "results.png", dpi=120)
+    fig.savefig(out / f"results{tag}.png", dpi=120)
     plt.close(fig)
 
     keys = ("val/contrastive_accuracy", "val/codevector_perplexity", "val/per", "train/per")
@@ -318,20 +375,17 @@ def plot(results: dict, chains: list[tuple[Job | None, Job]], out: Path) -> None
         with open(pretrain.run_dir / "csv" / "metrics.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         for ax, key in zip(axes, keys):
+            if key in UNTRAINED_BY.get(pretrain.arm, ()):
+                continue  # a term with weight 0: its numbers describe a random head
             points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
             if points:
-                ax.plot(
-                    *zip(*points),
-                    color=colors[pretrain.arm],
-                    alpha=0.8,
-                    label=pretrain.arm if pretrain.seed == chains[0][1].seed else None,
-                )
+                ax.plot(*zip(*points), color=colors[pretrain.arm], alpha=0.8)
     for ax, key in zip(axes, keys):
         ax.set_title(key)
         ax.set_xlabel("update")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(handles=[plt.Line2D([], [], color=c, label=arm) for arm, c in colors.items()], fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "pretraining_curves.png", dpi=120)
+    fig.savefig(out / f"pretraining_curves{tag}.png", dpi=120)
     plt.close(fig)
 
 
@@ -342,6 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override the size's seeds")
     parser.add_argument("--out", type=Path, help="default: outputs/replication/<size>")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    parser.add_argument(
+        "--unispeech-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add to the unispeech arm's pretraining (repeatable); with the same --out, the other arms' "
+        "finished runs are reused, e.g. 'task.module.ctc_alpha_ramp=[0.1,0.2]'",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -350,9 +412,13 @@ def main(argv: list[str] | None = None) -> int:
         size = Size(size.pretrain, size.finetune, tuple(args.seeds), size.note, size.corpus)
     out = (args.out or REPO / "outputs" / "replication" / args.size).resolve()
     started = time.perf_counter()
-    chains = run_study(size, out, args.jobs, args.force)
+    chains = run_study(size, out, args.jobs, args.force, args.unispeech_override)
     results = collect(chains)
     text = report(results, args.size, size)
+    # a variant's report sits beside the study's: results-unispeech-<hash>.json, ...
+    tag = "" if not args.unispeech_override else "-" + variant_folder(args.unispeech_override)
+    if tag:
+        text += "\nunispeech arm pretrained with: " + " ".join(args.unispeech_override)
     print("\n" + text)
     record = {
         "size": args.size,
@@ -361,13 +427,19 @@ def main(argv: list[str] | None = None) -> int:
         "arms": results,
         "verdict": verdict(results),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "pretrain_overrides": {a: list(size.pretrain) + o for a, o in ARM_PRETRAINING.items()},
+        "pretrain_overrides": {
+            a: list(size.pretrain) + o + (args.unispeech_override if a == "unispeech" else [])
+            for a, o in ARM_PRETRAINING.items()
+        },
         "finetune_overrides": list(size.finetune),
     }
-    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out / "results.txt").write_text(text + "\n")
-    plot(results, chains, out)
-    print(f"\n[replicate] {out / 'results.json'}, results.png, pretraining_curves.png ({record['wall_seconds']:.0f} s)")
+    (out / f"results{tag}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"results{tag}.txt").write_text(text + "\n")
+    plot(results, chains, out, tag)
+    print(
+        f"\n[replicate] {out / f'results{tag}.json'}, results{tag}.png, pretraining_curves{tag}.png "
+        f"({record['wall_seconds']:.0f} s)"
+    )
     return 0
 
 
