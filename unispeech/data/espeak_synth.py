@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,6 +21,33 @@ PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode bit: IPA symbols
 RATE, VOLUME, PITCH, RANGE = 1, 2, 3, 4
 
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+# espeak_EVENT_TYPE values (speak_lib.h)
+EVENT_LIST_TERMINATED, EVENT_WORD = 0, 1
+
+
+class _EspeakEvent(ctypes.Structure):
+    """``espeak_EVENT`` of speak_lib.h; the callback gets an array of them ending with type 0."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),  # espeak_EVENT_TYPE, an enum: int-sized
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # characters from the start of the text, 1-based
+        ("length", ctypes.c_int),  # of the word, in characters (word events)
+        ("audio_position", ctypes.c_int),  # milliseconds into the output
+        ("sample", ctypes.c_int),  # samples into the output
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),  # union {int number; const char *name; char string[8]}
+    ]
+
+
+@dataclass(frozen=True)
+class WordEvent:
+    """Where espeak-ng began to speak a word of the text: ``text[start:start + length]`` at
+    output sample ``sample`` (at the synthesiser's sampling rate)."""
+
+    start: int
+    length: int
+    sample: int
 
 
 class EspeakSynth:
@@ -54,6 +82,7 @@ class EspeakSynth:
         if self.sampling_rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (data path {data_path})")
         self._chunks: list[np.ndarray] = []
+        self._word_events: list[WordEvent] | None = None  # collected only by synthesize_with_words
         # Keep a reference: ctypes callbacks must outlive every call into the library.
         self._callback = _SYNTH_CALLBACK(self._on_audio)
         self.lib.espeak_SetSynthCallback(self._callback)
@@ -92,6 +121,8 @@ class EspeakSynth:
     def _on_audio(self, wav, num_samples, events) -> int:
         if num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        if self._word_events is not None and events:
+            self._word_events.extend(_word_events(events))
         return 0  # 0 = continue synthesis
 
     def synthesize(self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50) -> np.ndarray:
@@ -111,6 +142,21 @@ class EspeakSynth:
         if not chunks:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+    def synthesize_with_words(
+        self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50
+    ) -> tuple[np.ndarray, list[WordEvent]]:
+        """`synthesize`, and where each word of ``text`` begins in the audio (espeak-ng's word
+        events, sample-exact). The audio is the same as `synthesize` gives. Meant for one
+        thread: words another thread synthesises on this instance meanwhile would be collected too."""
+        with self._lock:
+            self._word_events = []
+        try:
+            audio = self.synthesize(text, voice, rate=rate, pitch=pitch, pitch_range=pitch_range)
+        finally:
+            with self._lock:
+                events, self._word_events = self._word_events or [], None
+        return audio, events
 
     def phonemes(self, text: str, voice: str) -> str:
         """IPA phonemes espeak-ng would speak for ``text`` (clauses joined by spaces).
@@ -132,6 +178,19 @@ class EspeakSynth:
                 if result:
                     clauses.append(result.decode("utf-8", errors="replace").strip())
         return " ".join(c for c in clauses if c)
+
+
+def _word_events(address: int) -> list[WordEvent]:
+    """The word events of the event list at ``address``; text positions made 0-based."""
+    events = ctypes.cast(address, ctypes.POINTER(_EspeakEvent))
+    found = []
+    i = 0
+    while events[i].type != EVENT_LIST_TERMINATED:
+        event = events[i]
+        if event.type == EVENT_WORD:
+            found.append(WordEvent(event.text_position - 1, event.length, event.sample))
+        i += 1
+    return found
 
 
 def _variants_dir() -> str:
