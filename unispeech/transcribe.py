@@ -2,13 +2,21 @@
 
     python -m unispeech.transcribe --model RUN/checkpoints/best-*.ckpt clips/ a.wav b.mp3
     python -m unispeech.transcribe --model RUN/export --format tsv --output out.tsv clips/
+    python -m unispeech.transcribe --model RUN/export --timestamps lecture.flac
+    python -m unispeech.transcribe --model RUN/export --format srt --output subtitles/ talks/
 
 ``--model`` is a Lightning checkpoint from ``unispeech.train`` or an exported / Hugging Face
 directory with a tokenizer. Directories are searched for audio files. Output: one record per
 file with the text and the token sequence. The text reads as ``CTCTokenizer.decode`` (and
 transformers' processor) gives it: phones separated by spaces, without the word delimiter
 ``|``; or characters joined into words separated by spaces. ``tokens`` keeps every symbol,
-``|`` included. See docs/inference.md.
+``|`` included. ``--timestamps`` adds ``words`` and ``token_timestamps`` (start and end in
+seconds); ``--format srt|vtt|ctm`` writes subtitles or CTM from the word times. See
+docs/inference.md.
+
+Recordings longer than ``--chunk-length-s`` (20 s) are decoded in overlapping windows whose
+frames are stitched (``unispeech.inference.chunking``), so memory does not grow with their
+length beyond the audio itself; shorter ones are decoded whole.
 
 A file that cannot be transcribed (not audio, corrupt, empty, too short) does not stop the
 others: its record has an empty text and an ``error`` (an ``error`` column in TSV output,
@@ -25,7 +33,6 @@ AMX is about twice as fast; see docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -36,12 +43,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from unispeech.data.audio import AUDIO_EXTENSIONS, SAMPLING_RATE, AudioInfo, audio_info, load_audio
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
+from unispeech.inference.chunking import (
+    DEFAULT_CHUNK_LENGTH_S,
+    FrameGrid,
+    NormalizedWave,
+    context_frames,
+    plan_windows,
+    stitched_logits,
+    whole_recording_group_norm,
+)
+from unispeech.inference.timestamps import TokenSpan, greedy_token_spans, timestamp_fields
+from unispeech.inference.writers import SUBTITLE_WRITERS, write_ctm, write_records
 from unispeech.tasks.inference import load_trained_model
-from unispeech.tasks.metrics import greedy_decode, tokens_to_text, units
+from unispeech.tasks.metrics import tokens_to_text, units
 
 logger = logging.getLogger("unispeech.transcribe")
 
@@ -54,6 +73,7 @@ DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 16}
 LOOKAHEAD_BATCHES = 2
 # exit statuses of the command line (see the module docstring)
 SOME_FAILED, ALL_FAILED_OR_USAGE = 1, 2
+FORMATS = ("json", "tsv", "srt", "vtt", "ctm")
 
 
 class UnreadableAudio(ValueError):
@@ -74,10 +94,22 @@ def find_audio(inputs: Iterable[str]) -> list[Path]:
 
 
 class Transcriber:
-    """A CTC model + its vocabulary; ``transcribe(paths)`` → records."""
+    """A CTC model + its vocabulary: ``transcribe(paths)`` and ``transcribe_waveform(wave)`` → records.
+
+    Recordings longer than ``chunk_length_s`` are decoded in windows of that length with
+    ``stride_length_s`` of context on each side (None: a sixth of the window; a pair: left,
+    right), see ``unispeech.inference.chunking``; ``chunk_length_s=0`` decodes every file whole.
+    """
 
     def __init__(
-        self, model_source: str, device: str = "cpu", precision: str = "auto", workers: int | None = None
+        self,
+        model_source: str,
+        device: str = "cpu",
+        precision: str = "auto",
+        workers: int | None = None,
+        chunk_length_s: float = DEFAULT_CHUNK_LENGTH_S,
+        stride_length_s: float | Sequence[float] | None = None,
+        beam_options: dict[str, Any] | None = None,
     ) -> None:
         self.model, info = load_trained_model(model_source)
         if info["task"] != "ctc":
@@ -86,6 +118,12 @@ class Transcriber:
             raise ValueError(f"{model_source} has no tokenizer vocabulary (vocab.json)")
         self.vocabulary = info["vocabulary"]
         self.tokenizer_kind = info["tokenizer_kind"]
+        # None: greedy; else `build_decoder`'s options (beam width, LM, hotwords), see docs/inference.md
+        self.beam = None
+        if beam_options is not None:
+            from unispeech.inference.beam import build_decoder
+
+            self.beam = build_decoder(self.vocabulary, self.tokenizer_kind, **beam_options)
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype(precision, self.device)
         # On a CPU torch's threads already use every core and more decoding threads slow them
@@ -95,13 +133,23 @@ class Transcriber:
         )
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self.grid = FrameGrid.of(self.model.config)
+        # window length and the context dropped on its left and right, in frames
+        self.chunk_frames, self.left_frames, self.right_frames = context_frames(
+            self.grid, chunk_length_s, stride_length_s
+        )
         self.model.to(self.device)
         self.features = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)
         self.min_samples = min_input_samples(self.model.config)
         self.failed = 0  # files the last `transcribe` call could not transcribe
 
+    def is_long(self, samples: int) -> bool:
+        """Whether a recording of ``samples`` samples is decoded in windows (longer than one)."""
+        return self.chunk_frames > 0 and self.grid.frames(samples) > self.chunk_frames
+
     @torch.inference_mode()
-    def transcribe_waveforms(self, waveforms: Sequence[Any]) -> list[list[str]]:
+    def batch_logits(self, waveforms: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T, V) and valid frames (B,) of whole waveforms, padded into one batch."""
         batch = self.features(list(waveforms), return_tensors="pt")
         pin = self.device.type == "cuda"
         input_values = _to(batch["input_values"], self.device, pin)
@@ -110,17 +158,97 @@ class Transcriber:
         # flash kernel on a GPU, which accepts no mask; the output is the same
         padded = bool((samples < input_values.shape[1]).any())
         attention_mask = _to(batch["attention_mask"], self.device, pin) if padded else None
+        return self._forward(input_values, attention_mask), self.model.get_feat_extract_output_lengths(samples)
+
+    @torch.inference_mode()
+    def waveform_logits(self, wave: Any, batch_size: int | None = None) -> torch.Tensor:
+        """Logits (T, V) of one waveform of any length: whole, or stitched from windows run
+        ``batch_size`` at a time when it is longer than one window."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if not self.is_long(len(wave)):
+            logits, _ = self.batch_logits([wave])
+            return logits[0].float().cpu()
+        windows = plan_windows(len(wave), self.grid, self.chunk_frames, self.left_frames, self.right_frames)
+        batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8)
+        pin = self.device.type == "cuda"
+        normalized = NormalizedWave(wave)
+        window_samples = windows[0].end_sample - windows[0].start_sample
+        with whole_recording_group_norm(self.model, normalized, window_samples, self.device):
+            return stitched_logits(
+                lambda batch: self._forward(_to(batch, self.device, pin)), normalized, windows, batch_size
+            )
+
+    def _forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            logits = self.model(input_values, attention_mask=attention_mask).logits
-        lengths = self.model.get_feat_extract_output_lengths(samples)
-        return greedy_decode(logits, lengths, self.vocabulary)
+            return self.model(input_values, attention_mask=attention_mask).logits
+
+    def decode_logits(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[list[TokenSpan]]:
+        """The tokens of each row of ``logits`` (B, T, V), its first ``lengths`` frames, with the
+        frames each token was read from: greedy (the best path), or the beam search's output
+        placed on the frames by forced alignment (its most likely path)."""
+        if self.beam is None:
+            best = logits.argmax(dim=-1).cpu()  # (B, T)
+            return [greedy_token_spans(row[:n].tolist(), self.vocabulary) for row, n in zip(best, lengths.tolist())]
+        from unispeech.inference.alignment import align
+
+        log_probs = torch.log_softmax(logits.detach().float().cpu(), dim=-1)  # (B, T, V)
+        tokens = self.beam.decode_batch(log_probs, lengths)
+        ids = {symbol: i for i, symbol in enumerate(self.vocabulary)}
+        alignments = align(log_probs, lengths.cpu(), [[ids[t] for t in row] for row in tokens], self.vocabulary)
+        return [[TokenSpan(t.token, t.start, t.end - 1) for t in a.tokens] for a in alignments]
+
+    def token_spans(self, waveforms: Sequence[Any], batch_size: int | None = None) -> list[list[TokenSpan]]:
+        """Decoded tokens of each waveform: the short ones in one padded batch, each long one
+        in windows."""
+        spans: dict[int, list[TokenSpan]] = {}
+        short = [i for i, wave in enumerate(waveforms) if not self.is_long(len(wave))]
+        if short:
+            logits, lengths = self.batch_logits([waveforms[i] for i in short])
+            spans.update(zip(short, self.decode_logits(logits, lengths)))
+        for i, wave in enumerate(waveforms):
+            if i not in spans:
+                logits = self.waveform_logits(wave, batch_size)  # (T, V)
+                spans[i] = self.decode_logits(logits[None], torch.tensor([len(logits)]))[0]
+        return [spans[i] for i in range(len(waveforms))]
+
+    def transcribe_waveforms(self, waveforms: Sequence[Any]) -> list[list[str]]:
+        """The token sequence of each 16 kHz waveform."""
+        return [[span.token for span in spans] for spans in self.token_spans(waveforms)]
+
+    def transcribe_waveform(self, wave: Any, timestamps: bool = True) -> dict[str, Any]:
+        """The record of one 16 kHz mono waveform (text, tokens, seconds and, unless
+        ``timestamps`` is False, words and token_timestamps)."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"expected a mono waveform (one dimension), got shape {wave.shape}")
+        if len(wave) < self.min_samples:
+            raise ValueError(_too_short(len(wave), self.min_samples))
+        return self._record(self.token_spans([wave])[0], len(wave), timestamps)
+
+    def _record(self, spans: list[TokenSpan], samples: int, timestamps: bool) -> dict[str, Any]:
+        tokens = [span.token for span in spans]
+        record = {
+            "text": transcript_text(tokens, self.tokenizer_kind),
+            "tokens": tokens,
+            "seconds": round(samples / SAMPLING_RATE, 3),
+        }
+        if timestamps:
+            fields = timestamp_fields(spans, self.grid.frame_seconds, self.tokenizer_kind)
+            record.update(words=fields["words"], token_timestamps=fields["token_timestamps"])
+        return record
 
     def transcribe(
-        self, files: Sequence[Path], batch_size: int | None = None, progress: bool = True
+        self,
+        files: Sequence[str | os.PathLike],
+        batch_size: int | None = None,
+        progress: bool = True,
+        timestamps: bool = False,
     ) -> list[dict[str, Any]]:
         """One record per file, in the order given. A file that cannot be transcribed gets a
         record with an empty text and an `error` (and one warning naming it) instead of
-        stopping the run; ``self.failed`` counts them."""
+        stopping the run; ``self.failed`` counts them. ``timestamps`` adds ``words`` and
+        ``token_timestamps`` to each record."""
+        files = [Path(f) for f in files]
         batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8)
         durations: dict[Path, float] = {}
         records: dict[Path, dict[str, Any]] = {}
@@ -132,7 +260,7 @@ class Transcriber:
                 records[path] = _failed(path, error)
         # longest first: similar lengths share a batch (less padding), and memory errors come early
         order = sorted(durations, key=lambda f: -durations[f])
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        batches = self._batches(order, durations, batch_size)
         start, audio_seconds = time.perf_counter(), 0.0
         for batch, loaded in _progress(decode_ahead(batches, self.workers), progress, total=len(batches)):
             waves = {}
@@ -145,18 +273,16 @@ class Transcriber:
                     waves[path] = wave
             if not waves:
                 continue
-            for path, tokens in zip(waves, self.transcribe_waveforms(list(waves.values()))):
-                seconds = len(waves[path]) / SAMPLING_RATE
-                audio_seconds += seconds
-                records[path] = {
-                    "path": str(path),
-                    "text": transcript_text(tokens, self.tokenizer_kind),
-                    "tokens": tokens,
-                    "seconds": round(seconds, 3),
-                }
+            for path, spans in zip(waves, self.token_spans(list(waves.values()), batch_size)):
+                audio_seconds += len(waves[path]) / SAMPLING_RATE
+                records[path] = {"path": str(path), **self._record(spans, len(waves[path]), timestamps)}
         elapsed = time.perf_counter() - start
         self.speed = {"audio_seconds": audio_seconds, "wall_seconds": elapsed}
         self.failed = sum(1 for record in records.values() if record.get("error"))
+        if timestamps:
+            for record in records.values():
+                record.setdefault("words", [])
+                record.setdefault("token_timestamps", [])
         if audio_seconds > 0:
             logger.info(
                 "transcribed %.1f s of audio in %.1f s: %.1f audio-s/s, real-time factor %.4f",
@@ -166,6 +292,14 @@ class Transcriber:
                 elapsed / audio_seconds,
             )
         return [records[f] for f in files]
+
+    def _batches(self, order: list[Path], durations: dict[Path, float], batch_size: int) -> list[list[Path]]:
+        """Files longer than one window go one a batch (their windows are batched instead), so
+        that decoding ahead holds at most 1 + LOOKAHEAD_BATCHES long recordings in memory."""
+        is_long = {path: self.is_long(round(durations[path] * SAMPLING_RATE)) for path in order}
+        long = [path for path in order if is_long[path]]
+        short = [path for path in order if not is_long[path]]
+        return [[path] for path in long] + [short[i : i + batch_size] for i in range(0, len(short), batch_size)]
 
 
 def transcript_text(tokens: Sequence[str], tokenizer_kind: str) -> str:
@@ -180,10 +314,7 @@ def transcript_text(tokens: Sequence[str], tokenizer_kind: str) -> str:
 def min_input_samples(config: Any) -> int:
     """The fewest samples from which the feature encoder makes one frame (400 at the default
     strides and kernels, 25 ms at 16 kHz); a shorter input makes its convolutions fail."""
-    samples = 1
-    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
-        samples = (samples - 1) * stride + kernel
-    return samples
+    return FrameGrid.of(config).field
 
 
 def check_audio(path: Path, min_samples: int = 1) -> AudioInfo:
@@ -305,24 +436,29 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def write_records(records: list[dict[str, Any]], fmt: str, handle) -> None:
-    """JSON: the records as they are. TSV: ``path``, ``text`` and, when any file failed, ``error``."""
-    if fmt == "json":
-        json.dump(records, handle, ensure_ascii=False, indent=1)
-        handle.write("\n")
-        return
-    columns = ["path", "text"] + (["error"] if any(record.get("error") for record in records) else [])
-    handle.write("\t".join(columns) + "\n")
-    for record in records:
-        fields = (" ".join(str(record.get(column) or "").split()) for column in columns)
-        handle.write("\t".join(fields) + "\n")
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def _stride(text: str) -> float | tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"one number of seconds or two (LEFT,RIGHT), got {text!r}")
+    values = tuple(_seconds(part) for part in parts)
+    return values[0] if len(values) == 1 else values
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -338,10 +474,51 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("inputs", nargs="+", help="audio files or directories")
     parser.add_argument("--model", required=True, help=".ckpt from unispeech.train or an exported directory")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="files per batch (default: 1 on a CPU, 16 on a GPU)"
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="files (or windows of a long file) per batch (default: 1 on a CPU, 16 on a GPU)",
     )
-    parser.add_argument("--format", choices=("json", "tsv"), default="json")
-    parser.add_argument("--output", help="file to write (default: stdout)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="json or tsv records; srt or vtt subtitles (one file per input); ctm (one line per word)",
+    )
+    parser.add_argument(
+        "--output",
+        help="file to write (default: stdout); for srt/vtt of several files a directory, one <name>.srt/.vtt each",
+    )
+    parser.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="add words and token_timestamps (start, end in seconds) to the JSON records",
+    )
+    parser.add_argument(
+        "--chunk-length-s",
+        type=_seconds,
+        default=DEFAULT_CHUNK_LENGTH_S,
+        help=f"decode longer files in windows of this many seconds, 0 = never (default: {DEFAULT_CHUNK_LENGTH_S:g})",
+    )
+    parser.add_argument(
+        "--stride-length-s",
+        type=_stride,
+        metavar="SECONDS[,SECONDS]",
+        default=None,
+        help="context computed and dropped at each side of a window: one value for both, or LEFT,RIGHT "
+        "(default: chunk length / 6)",
+    )
+    parser.add_argument(
+        "--decoder",
+        choices=("greedy", "beam"),
+        default="greedy",
+        help="greedy (best path) or a CTC prefix beam search, with --lm and --hotword if given",
+    )
+    parser.add_argument("--beam-width", type=_positive_int, default=16, help="prefixes kept per frame (beam)")
+    parser.add_argument("--lm", metavar="PATH", help="n-gram LM for --decoder beam: ARPA, KenLM binary or word list")
+    parser.add_argument("--lm-alpha", type=float, default=0.5, help="LM weight (default 0.5)")
+    parser.add_argument("--lm-beta", type=float, default=1.0, help="bonus per LM unit, word or phone (default 1.0)")
+    parser.add_argument("--hotword", action="append", default=[], help="a word to favour (repeatable; beam)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU, float32 on a CPU"
@@ -354,23 +531,92 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    beam_flags = args.lm or args.hotword or args.beam_width != 16 or args.lm_alpha != 0.5 or args.lm_beta != 1.0
+    if args.decoder == "greedy" and beam_flags:
+        parser.error("--beam-width, --lm, --lm-alpha, --lm-beta and --hotword need --decoder beam")
+    if args.timestamps and args.format == "tsv":
+        parser.error("--timestamps adds to JSON records; TSV has no place for them (srt, vtt and ctm are timed)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         files = find_audio(args.inputs)
         if not files:
             parser.error("no audio files found")
-        transcriber = Transcriber(args.model, args.device, args.precision, args.workers)
+        subtitle_paths = _subtitle_paths(files, args.format, args.output)
+        transcriber = Transcriber(
+            args.model,
+            args.device,
+            args.precision,
+            args.workers,
+            chunk_length_s=args.chunk_length_s,
+            stride_length_s=args.stride_length_s,
+            beam_options=None
+            if args.decoder == "greedy"
+            else dict(
+                beam_width=args.beam_width,
+                lm_path=args.lm,
+                lm_alpha=args.lm_alpha,
+                lm_beta=args.lm_beta,
+                hotwords=args.hotword,
+            ),
+        )
     except (FileNotFoundError, ValueError) as error:
         parser.exit(ALL_FAILED_OR_USAGE, f"error: {error}\n")  # a bad path or model: the message is enough
-    records = transcriber.transcribe(files, args.batch_size, not args.no_progress)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            write_records(records, args.format, handle)
-    else:
-        write_records(records, args.format, sys.stdout)
+    timestamps = args.timestamps or args.format in ("srt", "vtt", "ctm")
+    records = transcriber.transcribe(files, args.batch_size, not args.no_progress, timestamps=timestamps)
+    write_output(records, args.format, args.output, subtitle_paths)
     if transcriber.failed:
         status = ALL_FAILED_OR_USAGE if transcriber.failed == len(records) else SOME_FAILED
         parser.exit(status, f"error: {transcriber.failed} of {len(records)} files could not be transcribed\n")
+
+
+def _subtitle_paths(files: Sequence[Path], fmt: str, output: str | None) -> dict[Path, Path] | None:
+    """Where each file's subtitles go when they go to a directory (several inputs, or
+    ``--output`` an existing directory): ``<output>/<stem>.<fmt>``. None: one stream (stdout
+    or the ``--output`` file). Raises ValueError for a layout that cannot work."""
+    if fmt not in SUBTITLE_WRITERS:
+        return None
+    to_directory = output is not None and Path(output).is_dir()
+    if len(files) == 1 and not to_directory:
+        return None
+    if output is None:
+        raise ValueError(f"--format {fmt} of {len(files)} files writes one file each: pass --output DIRECTORY")
+    if Path(output).exists() and not to_directory:
+        raise ValueError(f"--format {fmt} of {len(files)} files needs --output to be a directory, {output} is a file")
+    targets: dict[Path, Path] = {}
+    for path in files:
+        target = Path(output) / f"{path.stem}.{fmt}"
+        clash = next((other for other, taken in targets.items() if taken == target), None)
+        if clash is not None:
+            raise ValueError(f"{clash} and {path} would both write {target}: transcribe them separately")
+        targets[path] = target
+    return targets
+
+
+def write_output(
+    records: list[dict[str, Any]], fmt: str, output: str | None, subtitle_paths: dict[Path, Path] | None = None
+) -> None:
+    """Write ``records`` as ``fmt`` to ``output`` (stdout when None), or subtitles to ``subtitle_paths``.
+    A file that failed gets no subtitles (its warning and the exit status say so)."""
+    if subtitle_paths is not None:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        for record in records:
+            if not record.get("error"):
+                with open(subtitle_paths[Path(record["path"])], "w", encoding="utf-8") as handle:
+                    SUBTITLE_WRITERS[fmt](record, handle)
+        return
+    if fmt in SUBTITLE_WRITERS and records[0].get("error"):
+        return
+    handle = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        if fmt in SUBTITLE_WRITERS:
+            SUBTITLE_WRITERS[fmt](records[0], handle)
+        elif fmt == "ctm":
+            write_ctm(records, handle)
+        else:
+            write_records(records, fmt, handle)
+    finally:
+        if output:
+            handle.close()
 
 
 if __name__ == "__main__":

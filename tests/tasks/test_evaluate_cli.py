@@ -13,11 +13,13 @@ import sys
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from tests.tasks.conftest import compose_config
 from tests.tasks.random_models import save_random_model
 from unispeech.data.tokenizer import SPECIALS
-from unispeech.evaluate import check_vocabularies, split_name
+from unispeech.evaluate import BEAM_OPTIONS, beam_options, check_vocabularies, make_beam_decoder, split_name
+from unispeech.inference.ngram import estimate_kneser_ney
 from unispeech.training.config_checks import ConfigError
 
 
@@ -86,6 +88,7 @@ def test_split_dev_is_val_and_the_spanish_model_is_scored_on_spanish_data(spanis
     assert done.returncode == 0, done.stderr
     result = json.loads(output.read_text())
     assert result["split"] == "val" and result["utterances"] > 0 and 0.0 <= result["per"]
+    assert json.loads(done.stdout) == result  # stdout is the JSON alone: logs go to stderr
 
 
 def test_split_names():
@@ -119,3 +122,64 @@ def test_vocabularies_are_compared_by_symbol_not_id():
         check_vocabularies("m", model_info(phones, language="es"), FakeTokenizer(phones, language="en-us"), "data=x")
     check_vocabularies("m", model_info(phones, language="fr-fr"), FakeTokenizer(phones, language="fr"), "data=x")
     check_vocabularies("m", model_info(phones[5:]), FakeTokenizer(phones), "data=x", allow_mismatch=True)
+
+
+# -- decoder=beam ----------------------------------------------------------------------------
+def test_the_beam_options_defaults_match_conf_evaluate_yaml():
+    # beam options left at their conf/evaluate.yaml defaults are not "set" with decoder=greedy
+    cfg = compose_config([], config_name="evaluate")
+    assert cfg.decoder == "greedy"
+    assert {key: OmegaConf.to_container(cfg)[key] for key in BEAM_OPTIONS} == BEAM_OPTIONS
+
+
+def test_beam_options_need_decoder_beam_and_a_known_decoder(tmp_path):
+    with pytest.raises(ConfigError, match="beam_width= is a beam search option: add decoder=beam"):
+        beam_options(compose_config(["checkpoint=x", "beam_width=4"], config_name="evaluate"))
+    assert beam_options(compose_config(["decoder=beam", "beam_width=4"], config_name="evaluate"))["beam_width"] == 4
+    done = run_evaluate(tmp_path, f"checkpoint={tmp_path / 'any.ckpt'}", "decoder=viterbi")
+    assert_one_line_error(done, "decoder='viterbi' must be one of greedy, beam")
+
+
+@pytest.mark.slow
+def test_decoder_beam_reports_greedy_and_beam_rates_of_the_same_split(spanish_model, tmp_path):
+    # a phone LM over the demo's phones, and a hotword: the whole beam path of the command
+    phones = demo_phones("es")
+    lm = estimate_kneser_ney([phones[i : i + 4] + ["|"] + phones[i + 4 : i + 7] for i in range(0, 20, 3)], order=3)
+    lm_path = lm.write(tmp_path / "phones.arpa")
+    output = tmp_path / "rates.json"
+    overrides = ["split=test", "batch_limit=1", f"output={output}", "decoder=beam", "beam_width=4"]
+    overrides += [f"lm_path={lm_path}", "lm_alpha=0.3", f"hotwords=[{phones[0]} {phones[1]}]"]
+    done = run_evaluate(tmp_path, f"checkpoint={spanish_model}", *overrides)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(output.read_text())
+    assert result["decoder"] == "beam" and result["split"] == "test" and result["utterances"] > 0
+    assert result["beam_options"]["beam_width"] == 4 and result["beam_options"]["lm_path"] == str(lm_path)
+    for decoder in ("greedy", "beam"):
+        assert 0.0 <= result[decoder]["per"] and result[decoder]["decode_ms_per_utterance"] >= 0.0
+    assert "per" not in result  # no top-level rates that could be read as either decoder's
+    assert set(result["examples"][0]) == {"reference", "greedy", "beam"}
+    # decoder=greedy (the default) keeps its layout: rates at the top level
+    done = run_evaluate(tmp_path, f"checkpoint={spanish_model}", "split=test", "batch_limit=1", f"output={output}")
+    assert done.returncode == 0, done.stderr
+    greedy = json.loads(output.read_text())
+    assert greedy["per"] == result["greedy"]["per"] and "hypothesis" in greedy["examples"][0]
+
+
+@pytest.mark.slow
+def test_language_models_it_cannot_read_are_refused(spanish_model, tmp_path, monkeypatch):
+    binary = tmp_path / "lm.bin"
+    binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\x00\x01")
+    blocked = tmp_path / "no_kenlm" / "kenlm"  # an install without the lm extra, even where kenlm is built
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('No module named kenlm')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(blocked.parent), os.environ.get("PYTHONPATH", "")]))
+    done = run_evaluate(tmp_path, f"checkpoint={spanish_model}", "decoder=beam", f"lm_path={binary}")
+    assert_one_line_error(done, f"lm_path={binary}", "needs the kenlm module", "pip install 'unispeech[lm]'")
+    info = model_info(["a", "b"])
+    with pytest.raises(ConfigError, match=f"lm_path={tmp_path / 'gone.arpa'} does not exist"):
+        make_beam_decoder(info, "beam", {"lm_path": str(tmp_path / "gone.arpa")})
+    with pytest.raises(ConfigError, match="hotword 'xyz' has symbols the model's vocabulary lacks: xyz"):
+        make_beam_decoder(info, "beam", {"hotwords": ["xyz"]})
+    with pytest.raises(ConfigError, match="beam_width='many' must be an integer"):
+        make_beam_decoder(info, "beam", {"beam_width": "many"})
+    assert make_beam_decoder(info, "greedy", {}) is None
