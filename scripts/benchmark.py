@@ -5,6 +5,8 @@
     python scripts/benchmark.py --shape base large    # GPU: 8 x 15 s, bf16 autocast
     python scripts/benchmark.py --compile             # add rows with our layers torch.compile'd
     python scripts/benchmark.py --transcribe          # add `transcribe` on files (benchmark_transcribe.py)
+    python scripts/benchmark.py --onnx                # add onnxruntime vs torch CPU inference (needs the onnx extra)
+    python scripts/benchmark.py --onnx-model DIR      # the same for an exported model (e.g. the demo's export/)
 
 Rows (same batch, same precision, same optimizer for both sides):
 - ctc:       UniSpeechForCTC forward + backward + AdamW step, vs transformers' UniSpeechForCTC;
@@ -15,6 +17,9 @@ Rows (same batch, same precision, same optimizer for both sides):
              negative helpers, timed as part of its step as a user would run it
 - infer:     eval forward + greedy CTC decoding
 - transcribe (--transcribe): files on disk → text, fp32 and bf16, vs a transformers loop
+- onnxruntime (--onnx, --onnx-model): the infer step of our model exported with
+             `unispeech.export --onnx`, in an onnxruntime CPU session, vs the same model in torch
+             on the CPU (float32, the same threads), at the shape's batch and at one utterance
 Speed is audio seconds per second; the ratio is ours / transformers. On CUDA it also prints
 MFU = analytic model FLOPs per second / peak bf16 FLOP/s (training = 3 x forward) and the
 step's peak memory above the resident models and optimizer states, per audio second.
@@ -24,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -362,6 +369,66 @@ def breakdown(model, x, mask, labels, amp, device, args) -> list[str]:
     ]
 
 
+def onnx_rows(name: str, model: torch.nn.Module, onnx_path: Path | None, batch: int, seconds: float, args) -> list[str]:
+    """onnxruntime vs torch on the CPU, float32, same threads: the infer step (forward + greedy
+    argmax) at `batch` x `seconds` (last row 80 % long) and at one utterance. `model` is exported
+    to a temporary graph unless `onnx_path` holds its export already."""
+    from unispeech.inference.onnx_export import ONNX_FILE, OnnxCTCModel, export_onnx
+
+    cpu = torch.device("cpu")
+    model = model.to(cpu).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        if onnx_path is None:
+            onnx_path = export_onnx(model, Path(tmp) / ONNX_FILE).path
+        # no busy-waiting: onnxruntime's idle threads would spin on the cores torch's step needs
+        session = OnnxCTCModel(onnx_path, num_threads=torch.get_num_threads(), spin=False)
+        rows = []
+        for rows_in_batch in dict.fromkeys((batch, 1)):  # the shape's batch, then one utterance
+            x, mask, _ = make_batch(rows_in_batch, seconds, cpu)
+            if rows_in_batch == 1:
+                mask.fill_(1)  # one utterance has no padding
+            x_np, mask_np = x.numpy(), mask.numpy()
+
+            def ort_step(x_np=x_np, mask_np=mask_np):
+                logits, _ = session.run(x_np, mask_np)
+                logits.argmax(axis=-1)
+
+            def torch_step(x=x, mask=mask):
+                with torch.inference_mode():
+                    model(x, attention_mask=mask).logits.argmax(dim=-1)
+
+            timings = interleave(time_steps(ort_step, torch_step, device=cpu, warmup=args.warmup, repeats=args.steps))
+            step = f"infer {rows_in_batch} x {seconds:g} s"
+            rows.append(format_row(name, step, rows_in_batch * seconds, *timings, 0.0, cpu))
+        return rows
+
+
+def onnx_shape_rows(shape: str, args) -> list[str]:
+    """`onnx_rows` for a random CTC model of `shape`, at the shape's batch."""
+    _, batch, seconds = SHAPES[shape]
+    return onnx_rows(shape, unispeech.UniSpeechForCTC(model_config(shape)), None, batch, seconds, args)
+
+
+def onnx_model_rows(directory: str, args) -> list[str]:
+    """`onnx_rows` for an exported model directory (its model.onnx when it has one), at 2 x 4 s."""
+    from unispeech.inference.onnx_export import ONNX_FILE
+    from unispeech.tasks.inference import load_trained_model
+
+    model, _ = load_trained_model(directory)
+    onnx_path = Path(directory) / ONNX_FILE
+    return onnx_rows(Path(directory).name, model, onnx_path if onnx_path.is_file() else None, 2, 4.0, args)
+
+
+def onnx_section(shapes: list[str], directory: str | None, args) -> Iterator[str]:
+    """The onnxruntime rows of each shape, then of the exported model `directory`; a failure is one row."""
+    cpu = torch.device("cpu")
+    for shape in shapes:
+        yield from guarded(shape, "onnxruntime", cpu, partial(onnx_shape_rows, shape, args), many=True)
+    if directory:
+        name = Path(directory).name
+        yield from guarded(name, "onnxruntime", cpu, partial(onnx_model_rows, directory, args), many=True)
+
+
 def data_throughput(max_batch_seconds: float, num_workers: int, epochs: int = 3) -> tuple[float, int]:
     """Audio seconds per second that the DataModule delivers (decode, resample, collate) on
     the demo corpus, batched like the model rows; the first epoch (worker start-up) is not
@@ -406,6 +473,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--transcribe", action="store_true", help="also time transcription of files, ours vs transformers"
     )
+    parser.add_argument("--onnx", action="store_true", help="also time onnxruntime vs torch CPU inference")
+    parser.add_argument("--onnx-model", metavar="DIR", help="time onnxruntime vs torch for this exported model")
     args = parser.parse_args(argv)
     global PEAK_OVERRIDE
     PEAK_OVERRIDE = args.peak_tflops * 1e12 if args.peak_tflops else None
@@ -437,6 +506,12 @@ def main(argv: list[str] | None = None) -> None:
 
         print("\ntranscribe: audio-s/s (real-time factor) from MP3 files to text, decoding included")
         for row in guarded(shapes[0], "transcribe", device, lambda: transcribe_rows(shapes[0], device), many=True):
+            print(row, flush=True)
+    if args.onnx or args.onnx_model:
+        print("\nonnxruntime vs torch, CPU inference (forward + greedy argmax, float32, same threads): audio-s/s")
+        print("| model | step | onnxruntime audio-s/s | torch audio-s/s | ratio |")
+        print("|---|---|---|---|---|")
+        for row in onnx_section(shapes if args.onnx else [], args.onnx_model, args):
             print(row, flush=True)
     if args.data:
         _, batch, seconds = SHAPES[shapes[0]]

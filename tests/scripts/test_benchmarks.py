@@ -5,11 +5,14 @@ scripts a GPU session runs unchanged are known to run."""
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from tests.tasks.random_models import save_random_model  # noqa: E402
 
 import benchmark  # noqa: E402
 import benchmark_transcribe  # noqa: E402
@@ -83,3 +86,21 @@ def test_a_shape_that_cannot_be_built_gets_one_failure_row():
         "| base | ctc | 1.0 | 1.0 | 1.00x |",
         "| base | remaining steps | failed: MemoryError: cannot allocate the large model | | |",
     ]
+
+
+@pytest.mark.slow
+def test_onnx_rows_time_onnxruntime_against_torch_on_an_exported_model(tmp_path):
+    directory = save_random_model(tmp_path / "tiny", ["abc"], "chars")
+    rows = list(benchmark.onnx_section([], str(directory), SimpleNamespace(steps=1, warmup=0)))
+    # the shape's batch (2 x 4 s, last row padded), then one utterance
+    assert [row.split("|")[1:3] for row in rows] == [[" tiny ", " infer 2 x 4 s "], [" tiny ", " infer 1 x 4 s "]]
+    for row in rows:
+        onnxruntime, torch_speed, ratio = (float(cell.strip(" x").replace(",", "")) for cell in row.split("|")[3:6])
+        assert onnxruntime > 0 and torch_speed > 0
+        assert ratio == pytest.approx(onnxruntime / torch_speed, rel=0.05)
+
+
+def test_an_onnx_model_that_cannot_be_loaded_gets_one_failure_row(tmp_path):
+    rows = list(benchmark.onnx_section([], str(tmp_path / "nowhere"), SimpleNamespace(steps=1, warmup=0)))
+    assert len(rows) == 1
+    assert rows[0].startswith("| nowhere | onnxruntime | failed: FileNotFoundError:")
