@@ -137,8 +137,21 @@ def evaluate(
             beam_hyps = beam.decode_batch(logits, lengths)
             seconds["beam"] += time.perf_counter() - start
             beam_scores.update(beam_hyps, references)
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split}
-    if beam is None:  # the greedy layout, unchanged
+    return report(str(checkpoint), split, scores, beam_scores if beam is not None else None, seconds, beam_options)
+
+
+def report(
+    checkpoint: str,
+    split: str,
+    scores: ErrorRates,
+    beam_scores: ErrorRates | None,
+    seconds: dict[str, float],
+    beam_options: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The JSON result: greedy rates at the top level, or with a beam search both decoders'
+    rates side by side, each with its decoding time per utterance."""
+    result: dict[str, Any] = {"checkpoint": checkpoint, "split": split}
+    if beam_scores is None:  # the greedy layout, unchanged
         return {
             **result,
             **scores.compute(),

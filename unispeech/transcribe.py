@@ -461,8 +461,22 @@ def _stride(text: str) -> float | tuple[float, float]:
     return values[0] if len(values) == 1 else values
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The command line; exits 1 when some files failed, 2 when all did or on a usage error."""
+def add_decoder_options(parser: argparse.ArgumentParser) -> None:
+    """--decoder and the beam search's options (docs/inference.md, "Beam search")."""
+    parser.add_argument(
+        "--decoder",
+        choices=("greedy", "beam"),
+        default="greedy",
+        help="greedy (best path) or a CTC prefix beam search, with --lm and --hotword if given",
+    )
+    parser.add_argument("--beam-width", type=_positive_int, default=16, help="prefixes kept per frame (beam)")
+    parser.add_argument("--lm", metavar="PATH", help="n-gram LM for --decoder beam: ARPA, KenLM binary or word list")
+    parser.add_argument("--lm-alpha", type=float, default=0.5, help="LM weight (default 0.5)")
+    parser.add_argument("--lm-beta", type=float, default=1.0, help="bonus per LM unit, word or phone (default 1.0)")
+    parser.add_argument("--hotword", action="append", default=[], help="a word to favour (repeatable; beam)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Transcribe audio with a fine-tuned UniSpeech CTC model.",
         epilog=(
@@ -508,17 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         help="context computed and dropped at each side of a window: one value for both, or LEFT,RIGHT "
         "(default: chunk length / 6)",
     )
-    parser.add_argument(
-        "--decoder",
-        choices=("greedy", "beam"),
-        default="greedy",
-        help="greedy (best path) or a CTC prefix beam search, with --lm and --hotword if given",
-    )
-    parser.add_argument("--beam-width", type=_positive_int, default=16, help="prefixes kept per frame (beam)")
-    parser.add_argument("--lm", metavar="PATH", help="n-gram LM for --decoder beam: ARPA, KenLM binary or word list")
-    parser.add_argument("--lm-alpha", type=float, default=0.5, help="LM weight (default 0.5)")
-    parser.add_argument("--lm-beta", type=float, default=1.0, help="bonus per LM unit, word or phone (default 1.0)")
-    parser.add_argument("--hotword", action="append", default=[], help="a word to favour (repeatable; beam)")
+    add_decoder_options(parser)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU, float32 on a CPU"
@@ -530,6 +534,12 @@ def main(argv: list[str] | None = None) -> None:
         help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)",
     )
     parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line; exits 1 when some files failed, 2 when all did or on a usage error."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     beam_flags = args.lm or args.hotword or args.beam_width != 16 or args.lm_alpha != 0.5 or args.lm_beta != 1.0
     if args.decoder == "greedy" and beam_flags:

@@ -187,6 +187,25 @@ def validate(
             rows = np.flatnonzero(problems == reason)
             report.add(reason, [ids[i] for i in rows], [paths[i] for i in rows])
         table = table.select(np.flatnonzero(problems == "")).remove_columns("_problem")
+    table = _drop_bad_rows(table, report, require_text, min_duration, max_duration)
+    report.warn()
+    if len(table) == 0:
+        raise ValueError(
+            f"{name}: no usable utterance left after validation "
+            f"(skipped {report.total}: {', '.join(f'{k}: {len(v)}' for k, v in report.skipped.items())})"
+        )
+    return table, report
+
+
+def _drop_bad_rows(
+    table: datasets.Dataset,
+    report: SkipReport,
+    require_text: bool,
+    min_duration: float | None,
+    max_duration: float | None,
+) -> datasets.Dataset:
+    """Rows with a duration out of range or (where text is required) no usable sentence,
+    dropped and added to ``report``."""
     durations = np.asarray(table["duration"], dtype=np.float64)
     texts = table["text"]
     ids, paths = table["id"], table["path"]
@@ -201,14 +220,7 @@ def validate(
         elif require_text and not has_letters(text):
             report.add("sentence without letters", [ids[i]])
             keep[i] = False
-    table = table.select(np.flatnonzero(keep))
-    report.warn()
-    if len(table) == 0:
-        raise ValueError(
-            f"{name}: no usable utterance left after validation "
-            f"(skipped {report.total}: {', '.join(f'{k}: {len(v)}' for k, v in report.skipped.items())})"
-        )
-    return table, report
+    return table.select(np.flatnonzero(keep))
 
 
 # -- Arrow cache -----------------------------------------------------------------------

@@ -143,30 +143,63 @@ def viterbi(
     log_probs = log_probs.float()
     frame_lengths = frame_lengths.to(device=device, dtype=torch.long)
     target_lengths = target_lengths.to(device=device, dtype=torch.long)
-    max_len = targets.shape[1]
     for row in range(batch):
         ids = targets[row, : int(target_lengths[row])].tolist()
         needed = frames_needed(ids)
         if needed > int(frame_lengths[row]) or not ids:
             check_alignable(ids, int(frame_lengths[row]), name=f"batch row {row}")
 
-    num_states = 2 * max_len + 1
-    state_ids = torch.arange(num_states, device=device)
-    # (B, S): the symbol of every state; padding states are blanks, masked out below
-    symbols = torch.full((batch, num_states), blank_id, dtype=torch.long, device=device)
-    token_valid = torch.arange(max_len, device=device) < target_lengths[:, None]
-    symbols[:, 1::2] = torch.where(token_valid, targets.to(device).long(), blank_id)
-    state_valid = state_ids < (2 * target_lengths + 1)[:, None]  # (B, S)
-    # a skip s-2 -> s is allowed into a token state whose token differs from the one two back
-    can_skip = torch.zeros(batch, num_states, dtype=torch.bool, device=device)
-    can_skip[:, 2:] = (symbols[:, 2:] != blank_id) & (symbols[:, 2:] != symbols[:, :-2])
-
+    symbols, state_valid, can_skip = _states(targets.to(device).long(), target_lengths, blank_id)
+    num_states = symbols.shape[1]
     neg_inf = torch.tensor(float("-inf"), device=device)
     emissions = log_probs.gather(2, symbols[:, None, :].expand(batch, num_frames, num_states))  # (B, T, S)
     emissions = emissions.masked_fill(~state_valid[:, None, :], float("-inf"))
-    pointers = torch.zeros(batch, num_frames, num_states, dtype=torch.uint8, device=device)
+    score, pointers = _forward(emissions, can_skip, frame_lengths)
 
-    score = torch.full((batch, num_states), float("-inf"), device=device)  # (B, S) best path into each state
+    # a path ends on the last token or on the blank after it
+    last_blank = 2 * target_lengths
+    end_blank = score.gather(1, last_blank[:, None]).squeeze(1)
+    end_token = score.gather(1, (last_blank - 1).clamp(min=0)[:, None]).squeeze(1)
+    end_token = torch.where(target_lengths > 0, end_token, neg_inf)
+    current = torch.where(end_token > end_blank, last_blank - 1, last_blank)
+    path_log_probs = torch.maximum(end_token, end_blank)
+
+    states = _backtrack(pointers, current, frame_lengths)
+    on_path = states >= 0
+    # gathered where the emissions are: (B, T) comes back to the host, not (B, T, S)
+    frame_log_probs = emissions.gather(2, states.clamp(min=0).to(device)[:, :, None]).squeeze(2).cpu()
+    frame_log_probs = torch.where(on_path, frame_log_probs, torch.zeros(()))
+    return states, frame_log_probs, path_log_probs.cpu()
+
+
+def _states(
+    targets: torch.Tensor, target_lengths: torch.Tensor, blank_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The blank-interleaved state sequence of each row: its symbol per state (B, S), which
+    states exist (B, S), and where a skip s-2 -> s is allowed (B, S): into a token state whose
+    token differs from the one two back. S = 2 L + 1."""
+    batch, max_len = targets.shape
+    device = targets.device
+    num_states = 2 * max_len + 1
+    # padding states are blanks, masked out by state_valid
+    symbols = torch.full((batch, num_states), blank_id, dtype=torch.long, device=device)
+    token_valid = torch.arange(max_len, device=device) < target_lengths[:, None]
+    symbols[:, 1::2] = torch.where(token_valid, targets, blank_id)
+    state_valid = torch.arange(num_states, device=device) < (2 * target_lengths + 1)[:, None]
+    can_skip = torch.zeros(batch, num_states, dtype=torch.bool, device=device)
+    can_skip[:, 2:] = (symbols[:, 2:] != blank_id) & (symbols[:, 2:] != symbols[:, :-2])
+    return symbols, state_valid, can_skip
+
+
+def _forward(
+    emissions: torch.Tensor, can_skip: torch.Tensor, frame_lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best path score into each state after each row's last frame (B, S), and per frame
+    and state the move that got there (B, T, S): _STAY, _STEP (from s-1) or _SKIP (from s-2)."""
+    batch, num_frames, num_states = emissions.shape
+    neg_inf = torch.tensor(float("-inf"), device=emissions.device)
+    pointers = torch.zeros(batch, num_frames, num_states, dtype=torch.uint8, device=emissions.device)
+    score = torch.full((batch, num_states), float("-inf"), device=emissions.device)  # (B, S)
     score[:, :2] = emissions[:, 0, :2]
     for t in range(1, num_frames):
         step = torch.nn.functional.pad(score[:, :-1], (1, 0), value=float("-inf"))
@@ -181,30 +214,22 @@ def viterbi(
         pointers[:, t] = torch.where(from_skip, _SKIP, torch.where(from_step, _STEP, _STAY)).to(torch.uint8)
         active = (t < frame_lengths)[:, None]
         score = torch.where(active, best + emissions[:, t], score)
+    return score, pointers
 
-    # a path ends on the last token or on the blank after it
-    last_blank = 2 * target_lengths
-    end_blank = score.gather(1, last_blank[:, None]).squeeze(1)
-    end_token = score.gather(1, (last_blank - 1).clamp(min=0)[:, None]).squeeze(1)
-    end_token = torch.where(target_lengths > 0, end_token, neg_inf)
-    current = torch.where(end_token > end_blank, last_blank - 1, last_blank)
-    path_log_probs = torch.maximum(end_token, end_blank)
 
-    # backtracking on the host: T small steps, cheaper there than as T device launches
-    pointers, current, frame_lengths_cpu = pointers.cpu(), current.cpu(), frame_lengths.cpu()
+def _backtrack(pointers: torch.Tensor, current: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+    """The path's state per frame (B, T), -1 past a row's frames, from its end state back.
+    On the host: T small steps, cheaper there than as T device launches."""
+    pointers, current, frame_lengths = pointers.cpu(), current.cpu(), frame_lengths.cpu()
+    batch, num_frames, _ = pointers.shape
     states = torch.full((batch, num_frames), -1, dtype=torch.long)
     rows = torch.arange(batch)
     for t in range(num_frames - 1, -1, -1):
-        active = t < frame_lengths_cpu
+        active = t < frame_lengths
         states[:, t] = torch.where(active, current, -1)
         moved = current - pointers[rows, t, current].long()
         current = torch.where(active & (t > 0), moved, current)
-
-    on_path = states >= 0
-    # gathered where the emissions are: (B, T) comes back to the host, not (B, T, S)
-    frame_log_probs = emissions.gather(2, states.clamp(min=0).to(device)[:, :, None]).squeeze(2).cpu()
-    frame_log_probs = torch.where(on_path, frame_log_probs, torch.zeros(()))
-    return states, frame_log_probs, path_log_probs.cpu()
+    return states
 
 
 def token_spans(
