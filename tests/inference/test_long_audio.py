@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 import unispeech
-from tests.tasks.random_models import save_random_model
+from tests.tasks.random_models import save_random_model, tiny_config
 from unispeech.inference.chunking import (
     FrameGrid,
     NormalizedWave,
@@ -124,18 +124,7 @@ def group_norm_model_dir(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("model") / "group"
     tokenizer = CTCTokenizer.from_texts(["abcdefghij klm"], kind="chars")
-    config = unispeech.UniSpeechConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        vocab_size=len(tokenizer),
-        feat_extract_norm="group",
-        do_stable_layer_norm=True,
-    )
+    config = tiny_config(len(tokenizer), feat_extract_norm="group")
     torch.manual_seed(0)
     model = unispeech.UniSpeechForCTC(config)
     with torch.no_grad():
@@ -243,17 +232,26 @@ def test_transcribe_decodes_a_long_file_from_its_stitched_logits(model_dir, tmp_
 
 PEAK_RSS = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from unispeech.transcribe import Transcriber
+
+    def status_mib(key):  # Linux: /proc/self/status, in kB
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
 
     model, chunk, *paths = sys.argv[1:]
     transcriber = Transcriber(model, chunk_length_s=float(chunk))
-    peaks = []
-    for path in paths:  # shortest first: the high-water mark then grows by what a longer file needs more
+    needs = []
+    for path in paths:
+        # what this file needs above what is already resident: the high-water mark is reset
+        # first, so the imports' and earlier files' peaks do not hide it
+        open("/proc/self/clear_refs", "w").write("5")
+        resident = status_mib("VmRSS")
         records = transcriber.transcribe([path], progress=False)
         assert records[0]["tokens"] and not records[0].get("error")
-        peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # MiB on Linux
-    print(json.dumps(peaks))
+        needs.append(status_mib("VmHWM") - resident)
+    print(json.dumps(needs))
     """
 )
 
@@ -296,13 +294,13 @@ def test_a_10_minute_file_decodes_in_bounded_memory(model_dir, tmp_path):
     chunked, whole = peaks(chunked_run), peaks(whole_run)
     chunked_growth = chunked[1] - chunked[0]  # 9 more minutes
     whole_growth = whole[1] - whole[0]  # 1 more minute
-    print(f"peak RSS, MiB: chunked 1 and 10 min {chunked}; whole 1 and 2 min {whole}")
+    print(f"memory a file needs, MiB: chunked 1 and 10 min {chunked}; whole 1 and 2 min {whole}")
     # Chunked, 9 more minutes cost the audio (37 MB per 10 minutes: the waveform, its
     # decoding's copy and the variance's temporary) and the logits; the windows need the same
-    # memory whatever the length. Measured: +54 to +60 MiB (peaks of 559 and 615 MiB).
+    # memory whatever the length.
     assert chunked_growth < 150, chunked
-    # Whole-file decoding needs more for each minute (the convolutions' activations over the
-    # whole file, attention over all of its frames) than chunked decoding for nine.
-    # Measured: +84 MiB for the second minute with this tiny model (+940 MiB a minute on a
-    # GPU with the base-size model, bf16: docs/inference.md).
-    assert whole_growth > chunked_growth, (whole, chunked)
+    # Whole-file decoding grows by far more a minute (the convolutions' activations over the
+    # whole file, attention over all of its frames) than chunked decoding does (+940 MiB a
+    # minute on a GPU with the base-size model, bf16: docs/inference.md). A factor of 3
+    # leaves room for the allocator's noise on a busy machine.
+    assert whole_growth > 3 * chunked_growth / 9, (whole, chunked)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import unispeech
-from tests.tasks.random_models import save_random_model
+from tests.tasks.random_models import save_random_model, tiny_config
 from unispeech import export
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
 from unispeech.inference.onnx_export import (
@@ -32,33 +32,10 @@ TEXTS = ["hola que tal", "buenos dias"]
 TOLERANCE = 1e-4
 MISSING_EXTRA = "error: ONNX export needs the onnx extra: pip install 'unispeech[onnx]'\n"
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16,) * 7,
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4,
-    codevector_dim=16,
-    proj_codevector_dim=16,
-)
-
 
 def post_ln_group_norm_model(directory: Path) -> Path:
     """The base models' layout: post-LN Transformer, GroupNorm on the first conv only."""
-    config = unispeech.UniSpeechConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        vocab_size=12,
-        feat_extract_norm="group",
-        do_stable_layer_norm=False,
-    )
+    config = tiny_config(12, feat_extract_norm="group", do_stable_layer_norm=False)
     torch.manual_seed(1)
     unispeech.UniSpeechForCTC(config).save_pretrained(directory)
     return directory
@@ -241,7 +218,9 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys):
         assert message in capsys.readouterr().err
     # a pretraining model has no CTC head to export
     pretraining = tmp_path / "pretraining"
-    unispeech.UniSpeechForPreTraining(unispeech.UniSpeechConfig(**TINY)).save_pretrained(pretraining)
+    unispeech.UniSpeechForPreTraining(tiny_config(12, codevector_dim=16, proj_codevector_dim=16)).save_pretrained(
+        pretraining
+    )
     with pytest.raises(SystemExit) as exit_info:
         export.main([str(pretraining), str(tmp_path / "c"), "--onnx"])
     assert exit_info.value.code == 2
