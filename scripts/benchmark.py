@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -286,6 +288,8 @@ def rows_or_failure(shape: str, device: torch.device, rows: Iterator[str]) -> It
 
 
 def failure_row(shape: str, name: str, device: torch.device, error: Exception) -> str:
+    # the whole traceback on stderr (the row keeps one line): a compiler error's first line can be empty
+    traceback.print_exception(error, file=sys.stderr)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     first_line = (str(error).strip().splitlines() or [""])[0][:160]
@@ -502,10 +506,10 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows_or_failure(shape, device, run_shape(shape, args, device)):
             print(row, flush=True)
     if args.transcribe:
-        from benchmark_transcribe import transcribe_rows
+        from benchmark_transcribe import iter_transcribe_rows
 
         print("\ntranscribe: audio-s/s (real-time factor) from MP3 files to text, decoding included")
-        for row in guarded(shapes[0], "transcribe", device, lambda: transcribe_rows(shapes[0], device), many=True):
+        for row in rows_or_failure(shapes[0], device, iter_transcribe_rows(shapes[0], device)):
             print(row, flush=True)
     if args.onnx or args.onnx_model:
         print("\nonnxruntime vs torch, CPU inference (forward + greedy argmax, float32, same threads): audio-s/s")

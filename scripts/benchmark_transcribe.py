@@ -22,6 +22,7 @@ import itertools
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -99,11 +100,23 @@ def transcribe_rows(
 ) -> list[str]:
     """One table row per (precision, batch size): audio-s/s and real-time factor of both sides,
     and the ratio."""
+    return list(iter_transcribe_rows(shape, device, clips, repeats, batch_sizes, precisions))
+
+
+def iter_transcribe_rows(
+    shape: str,
+    device: torch.device,
+    clips: int | None = None,
+    repeats: int = 3,
+    batch_sizes: tuple[int, ...] | None = None,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> Iterator[str]:
+    """The rows of `transcribe_rows`, each yielded as soon as it is measured: on a GPU the four
+    rows take minutes, and a session cut short should keep the ones that finished."""
     from unispeech.transcribe import DEFAULT_BATCH_SIZE, Transcriber, autocast_dtype
 
     batch_sizes = batch_sizes or tuple(sorted({DEFAULT_BATCH_SIZE[device.type], 8}))
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths, audio_seconds = write_clips(Path(tmp), clips or CLIPS[device.type])
         model_dir = save_model(Path(tmp) / "model", shape)
@@ -122,12 +135,11 @@ def transcribe_rows(
                     side()
                     times[i].append(time.perf_counter() - start)
             ours_s, hf_s = (statistics.median(t) for t in times)
-            rows.append(
+            yield (
                 f"| {shape} | transcribe {precision}, batch {batch_size} ({len(paths)} files, {audio_seconds:.0f} s) "
                 f"| {audio_seconds / ours_s:,.1f} (RTF {ours_s / audio_seconds:.3g}) "
                 f"| {audio_seconds / hf_s:,.1f} (RTF {hf_s / audio_seconds:.3g}) | {hf_s / ours_s:.2f}x |"
             )
-    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     shape = args.shape or ("base" if device.type == "cuda" else "small")
     print("| shape | step | ours audio-s/s | transformers audio-s/s | ratio |\n|---|---|---|---|---|")
-    for row in transcribe_rows(
+    for row in iter_transcribe_rows(
         shape,
         device,
         args.clips,
