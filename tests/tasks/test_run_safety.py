@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.tasks.conftest import FAST, column, compose_config, read_metrics
 from unispeech.train import run
 from unispeech.training.config_checks import ConfigError, check_config
+from unispeech.training.console import RunProgressBar
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = [*FAST, "recipe=null", "export_after_fit=false", "trainer.log_every_n_steps=1", "trainer.val_check_interval=2"]
@@ -93,3 +95,28 @@ def test_the_progress_bar_counts_updates_and_shows_the_lr(tmp_path):
     shown = result.stdout + result.stderr
     assert "Epoch 0 · 3 updates" in shown and "/-2" not in shown  # not Lightning's "Epoch 0/-2"
     assert re.search(r"train/lr: \d\.\d\de-0\d", shown), shown[-1500:]  # not "train/lr: 0.000"
+
+
+def bar_total(max_steps, global_step, num_batches, restarting=False, done=0):
+
+    epoch_loop = SimpleNamespace(
+        restarting=restarting, batch_progress=SimpleNamespace(current=SimpleNamespace(ready=done))
+    )
+    trainer = SimpleNamespace(
+        max_steps=max_steps,
+        global_step=global_step,
+        num_training_batches=num_batches,
+        accumulate_grad_batches=1,
+        fit_loop=SimpleNamespace(epoch_loop=epoch_loop),
+    )
+    bar = RunProgressBar()
+    bar._trainer = trainer
+    return bar.total_train_batches
+
+
+def test_the_bar_total_counts_the_whole_epoch_after_a_mid_epoch_resume():
+    # resumed at update 8 of 16 in a 16-batch epoch: 8 seen + 8 to go, not "16/8"
+    assert bar_total(max_steps=16, global_step=8, num_batches=16, restarting=True, done=8) == 16
+    # a run's last, partial epoch: only the updates it still needs
+    assert bar_total(max_steps=44, global_step=40, num_batches=16) == 4
+    assert bar_total(max_steps=-1, global_step=40, num_batches=16) == 16  # epoch-bounded runs
