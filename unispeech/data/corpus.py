@@ -51,6 +51,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("UNISPEECH_CACHE") or Path.home() / ".cache" / "unispeech").expanduser()
 
 
+def build_in_place(final: Path, fill: Callable[[Path], None], marker: str) -> None:
+    """Make the folder ``final`` by filling a private temporary folder beside it (``fill``
+    writes ``marker`` last) and renaming that into place: concurrent processes (tests, DDP
+    ranks) never read a half-written folder. The loser of a race keeps the winner's folder
+    and discards its own; any other failure to rename is raised."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / marker).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def make_table(rows: dict[str, list]) -> datasets.Dataset:
     """Build a corpus table, filling absent standard columns with neutral values."""
     n = len(rows["path"])
@@ -308,19 +326,17 @@ def cached_table(
         )
         _discard(target)
     table, report = build()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     table = table.flatten_indices() if table._indices is not None else table
-    with quiet_progress():  # a bar per save and per split is noise next to the work bars
-        table.save_to_disk(str(tmp))
-    stored = {
-        "corpus": report.corpus,
-        "skipped": report.to_dict(),
-        "files": {path: _file_state(path) for path in report.files},
-    }
-    (tmp / "skipped.json").write_text(json.dumps(stored))
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another process won the race: use its copy
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def fill(folder: Path) -> None:
+        with quiet_progress():  # a bar per save and per split is noise next to the work bars
+            table.save_to_disk(str(folder))
+        stored = {
+            "corpus": report.corpus,
+            "skipped": report.to_dict(),
+            "files": {path: _file_state(path) for path in report.files},
+        }
+        (folder / "skipped.json").write_text(json.dumps(stored))
+
+    build_in_place(target, fill, marker="skipped.json")
     return datasets.load_from_disk(str(target)), report

@@ -15,9 +15,6 @@ Train/dev/test speakers are disjoint, as in CommonVoice. The cache is `$UNISPEEC
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import soundfile as sf
 
 from .audio import resample
 from .commonvoice import CV_COLUMNS
-from .corpus import default_cache_dir
+from .corpus import build_in_place, default_cache_dir
 
 VERSION = 1
 RELEASE_NAME = "cv-corpus-demo"
@@ -176,16 +173,10 @@ def ensure_demo_corpus(cache_dir: str | Path | None = None) -> Path:
     final = base / f"v{VERSION}"
     if (final / "COMPLETE").exists():
         return final / RELEASE_NAME
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=base))
-    try:
-        generate_demo_corpus(tmp)
-        (tmp / "COMPLETE").write_text(f"unispeech demo corpus v{VERSION}\n")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "COMPLETE").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def fill(folder: Path) -> None:
+        generate_demo_corpus(folder)
+        (folder / "COMPLETE").write_text(f"unispeech demo corpus v{VERSION}\n")
+
+    build_in_place(final, fill, marker="COMPLETE")
     return final / RELEASE_NAME

@@ -36,9 +36,7 @@ import logging
 import os
 import pickle
 import re
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -53,7 +51,7 @@ import soundfile as sf
 
 from .audio import resample
 from .commonvoice import CV_COLUMNS
-from .corpus import default_cache_dir
+from .corpus import build_in_place, default_cache_dir
 from .demo_corpus import CLIP_RATE, _write_tsv
 
 logger = logging.getLogger("unispeech.data")
@@ -883,22 +881,16 @@ def ensure_replication_corpus(
     final = base / variant
     if (final / "COMPLETE").exists():
         return final / _release_name(size)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{variant}-", dir=base))
-    try:
+
+    def fill(folder: Path) -> None:
         start = time.perf_counter()
-        generate_replication_corpus(tmp, size, seed=seed, num_workers=num_workers, noise=noise, progress=progress)
-        (tmp / "COMPLETE").write_text(
+        generate_replication_corpus(folder, size, seed=seed, num_workers=num_workers, noise=noise, progress=progress)
+        (folder / "COMPLETE").write_text(
             f"unispeech replication corpus v{VERSION} size={size} seed={seed} "
             f"noise={noise} generated in {time.perf_counter() - start:.0f} s\n"
         )
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "COMPLETE").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_in_place(final, fill, marker="COMPLETE")
     return final / _release_name(size)
 
 
