@@ -506,10 +506,10 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows_or_failure(shape, device, run_shape(shape, args, device)):
             print(row, flush=True)
     if args.transcribe:
-        from benchmark_transcribe import iter_transcribe_rows
+        from benchmark_transcribe import transcribe_rows
 
         print("\ntranscribe: audio-s/s (real-time factor) from MP3 files to text, decoding included")
-        for row in rows_or_failure(shapes[0], device, iter_transcribe_rows(shapes[0], device)):
+        for row in rows_or_failure(shapes[0], device, transcribe_rows(shapes[0], device)):
             print(row, flush=True)
     if args.onnx or args.onnx_model:
         print("\nonnxruntime vs torch, CPU inference (forward + greedy argmax, float32, same threads): audio-s/s")

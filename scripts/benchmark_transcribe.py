@@ -97,22 +97,10 @@ def transcribe_rows(
     repeats: int = 3,
     batch_sizes: tuple[int, ...] | None = None,
     precisions: tuple[str, ...] = ("fp32", "bf16"),
-) -> list[str]:
-    """One table row per (precision, batch size): audio-s/s and real-time factor of both sides,
-    and the ratio."""
-    return list(iter_transcribe_rows(shape, device, clips, repeats, batch_sizes, precisions))
-
-
-def iter_transcribe_rows(
-    shape: str,
-    device: torch.device,
-    clips: int | None = None,
-    repeats: int = 3,
-    batch_sizes: tuple[int, ...] | None = None,
-    precisions: tuple[str, ...] = ("fp32", "bf16"),
 ) -> Iterator[str]:
-    """The rows of `transcribe_rows`, each yielded as soon as it is measured: on a GPU the four
-    rows take minutes, and a session cut short should keep the ones that finished."""
+    """One table row per (precision, batch size): audio-s/s and real-time factor of both sides,
+    and the ratio. Each row is yielded as soon as it is measured: on a GPU the four rows take
+    minutes, and a session cut short should keep the ones that finished."""
     from unispeech.transcribe import DEFAULT_BATCH_SIZE, Transcriber, autocast_dtype
 
     batch_sizes = batch_sizes or tuple(sorted({DEFAULT_BATCH_SIZE[device.type], 8}))
@@ -160,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     shape = args.shape or ("base" if device.type == "cuda" else "small")
     print("| shape | step | ours audio-s/s | transformers audio-s/s | ratio |\n|---|---|---|---|---|")
-    for row in iter_transcribe_rows(
+    for row in transcribe_rows(
         shape,
         device,
         args.clips,

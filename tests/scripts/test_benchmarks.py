@@ -44,8 +44,10 @@ def test_a_frozen_encoder_step_counts_its_forward_once():
 
 @pytest.mark.slow
 def test_transcription_benchmark_runs_both_sides_on_real_files():
-    rows = benchmark_transcribe.transcribe_rows(
-        "small", torch.device("cpu"), clips=2, repeats=1, batch_sizes=(2,), precisions=("fp32",)
+    rows = list(
+        benchmark_transcribe.transcribe_rows(
+            "small", torch.device("cpu"), clips=2, repeats=1, batch_sizes=(2,), precisions=("fp32",)
+        )
     )
     assert len(rows) == 1
     numbers = re.findall(r"\| ([\d,.]+) \(RTF ([\d.e-]+)\)", rows[0])
