@@ -192,7 +192,8 @@ class Transcriber:
         from unispeech.inference.alignment import align
 
         log_probs = torch.log_softmax(logits.detach().float().cpu(), dim=-1)  # (B, T, V)
-        tokens = self.beam.decode_batch(log_probs, lengths)
+        # `decode` takes log-probabilities as they are (decode_batch would log-softmax them again)
+        tokens = [self.beam.decode(row, int(n)) for row, n in zip(log_probs.numpy(), lengths.tolist())]
         ids = {symbol: i for i, symbol in enumerate(self.vocabulary)}
         alignments = align(log_probs, lengths.cpu(), [[ids[t] for t in row] for row in tokens], self.vocabulary)
         return [[TokenSpan(t.token, t.start, t.end - 1) for t in a.tokens] for a in alignments]
