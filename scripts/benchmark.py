@@ -308,9 +308,15 @@ def peak_flops(device: torch.device) -> float | None:
 PEAK_OVERRIDE: float | None = None
 
 
+def audio_rate(speed: float) -> str:
+    """Audio-s/s with at least three significant digits: on a busy CPU a step runs at ~1
+    audio-s/s, where one decimal would hide the ratio the row prints beside it."""
+    return f"{speed:,.1f}" if speed >= 10 else f"{speed:.3g}"
+
+
 def format_row(shape, name, audio_seconds, ours_s, hf_s, ours_mem, hf_mem, flops, device) -> str:
     ours_speed, hf_speed = audio_seconds / ours_s, audio_seconds / hf_s
-    row = f"| {shape} | {name} | {ours_speed:,.1f} | {hf_speed:,.1f} | {ours_speed / hf_speed:.2f}x |"
+    row = f"| {shape} | {name} | {audio_rate(ours_speed)} | {audio_rate(hf_speed)} | {ours_speed / hf_speed:.2f}x |"
     peak = peak_flops(device)
     if peak:
         row += f" {100 * flops / ours_s / peak:.1f}% | {100 * flops / hf_s / peak:.1f}% |"

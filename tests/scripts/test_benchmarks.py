@@ -106,3 +106,11 @@ def test_an_onnx_model_that_cannot_be_loaded_gets_one_failure_row(tmp_path):
     rows = list(benchmark.onnx_section([], str(tmp_path / "nowhere"), SimpleNamespace(steps=1, warmup=0)))
     assert len(rows) == 1
     assert rows[0].startswith("| nowhere | onnxruntime | failed: FileNotFoundError:")
+
+
+def test_a_slow_row_prints_enough_digits_for_its_ratio():
+    # ~1 audio-s/s, as on a busy CPU: one decimal ("1.0 | 0.9 | 1.04x") would contradict the ratio
+    row = benchmark.format_row("small", "ctc", 1.0, 1 / 0.96, 1 / 0.923, 0, 0, 0, torch.device("cpu"))
+    ours, theirs, ratio = (cell.strip() for cell in row.split("|")[3:6])
+    assert (ours, theirs, ratio) == ("0.96", "0.923", "1.04x")
+    assert float(ours) / float(theirs) == pytest.approx(float(ratio.rstrip("x")), rel=0.005)
