@@ -26,7 +26,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +47,15 @@ from unispeech.inference.align_output import (
 )
 from unispeech.inference.align_text import AlignmentTarget, TranscriptEncoder
 from unispeech.inference.alignment import Alignment, AlignmentError, align, check_alignable, frame_seconds
-from unispeech.tasks.inference import load_trained_model
-from unispeech.transcribe import (
-    ALL_FAILED_OR_USAGE,
-    SOME_FAILED,
+from unispeech.inference.audio_files import (
     UnreadableAudio,
     check_audio,
     decode_ahead,
     describe_audio_error,
     min_input_samples,
 )
+from unispeech.inference.cli import ALL_FAILED_OR_USAGE, SOME_FAILED, positive_int, progress_bar
+from unispeech.tasks.inference import load_trained_model
 
 logger = logging.getLogger("unispeech.align")
 
@@ -131,7 +130,7 @@ class Aligner:
         order = sorted(targets, key=lambda i: -durations[i])
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         loaded_batches = decode_ahead([[items[i][0] for i in batch] for batch in batches], workers=1)
-        for batch, (_, loaded) in _progress(zip(batches, loaded_batches), progress, total=len(batches)):
+        for batch, (_, loaded) in progress_bar(zip(batches, loaded_batches), "aligning", progress, total=len(batches)):
             waves = {}
             for index, wave in zip(batch, loaded):
                 path, text = items[index]
@@ -223,15 +222,6 @@ def _failed(path: Path, text: str, error: Exception) -> dict[str, Any]:
     return {"path": str(path), "transcript": text, "error": str(error)}
 
 
-def _progress(items: Iterable, enabled: bool, total: int) -> Iterable:
-    if not enabled:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description="aligning", total=total, transient=True, console=Console(stderr=True))
-
-
 # -- inputs ----------------------------------------------------------------------------
 def read_transcript(argument: str) -> str:
     """The transcript argument: the text itself, or ``@FILE`` for the text of a UTF-8 file."""
@@ -278,13 +268,6 @@ def _tsv_items(columns: dict[str, list[str]], tsv: Path, base: Path) -> list[tup
 
 
 # -- command line ------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m unispeech.align",
@@ -318,7 +301,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"flag words scoring under this as low_score (default: {DEFAULT_MIN_WORD_SCORE})",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="files per batch (default: 8 on a CPU, 16 on a GPU)"
+        "--batch-size", type=positive_int, default=None, help="files per batch (default: 8 on a CPU, 16 on a GPU)"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-progress", action="store_true")

@@ -37,17 +37,24 @@ import logging
 import os
 import sys
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from unispeech.data.audio import AUDIO_EXTENSIONS, SAMPLING_RATE, AudioInfo, audio_info, load_audio
+from unispeech.data.audio import SAMPLING_RATE
 from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
+from unispeech.inference.audio_files import (
+    UnreadableAudio,
+    check_audio,
+    decode_ahead,
+    describe_audio_error,
+    find_audio,
+    min_input_samples,
+    too_short,
+)
 from unispeech.inference.chunking import (
     DEFAULT_CHUNK_LENGTH_S,
     FrameGrid,
@@ -57,6 +64,7 @@ from unispeech.inference.chunking import (
     stitched_logits,
     whole_recording_group_norm,
 )
+from unispeech.inference.cli import ALL_FAILED_OR_USAGE, SOME_FAILED, positive_int, progress_bar
 from unispeech.inference.timestamps import TokenSpan, greedy_token_spans, timestamp_fields
 from unispeech.inference.writers import SUBTITLE_WRITERS, write_ctm, write_records
 from unispeech.tasks.inference import load_trained_model
@@ -69,28 +77,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # no mask: 1.2x batches of 8 for the small model in scripts/benchmark_transcribe.py); a GPU
 # needs batches to fill it.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 16}
-# batches decoded ahead of the one the model is running: enough to hide decoding, little memory
-LOOKAHEAD_BATCHES = 2
-# exit statuses of the command line (see the module docstring)
-SOME_FAILED, ALL_FAILED_OR_USAGE = 1, 2
 FORMATS = ("json", "tsv", "srt", "vtt", "ctm")
-
-
-class UnreadableAudio(ValueError):
-    """A file that cannot be transcribed; the message is the one-line reason."""
-
-
-def find_audio(inputs: Iterable[str]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such audio file or directory: {item}")
-    return files
 
 
 class Transcriber:
@@ -223,7 +210,7 @@ class Transcriber:
         if wave.ndim != 1:
             raise ValueError(f"expected a mono waveform (one dimension), got shape {wave.shape}")
         if len(wave) < self.min_samples:
-            raise ValueError(_too_short(len(wave), self.min_samples))
+            raise ValueError(too_short(len(wave), self.min_samples))
         return self._record(self.token_spans([wave])[0], len(wave), timestamps)
 
     def _record(self, spans: list[TokenSpan], samples: int, timestamps: bool) -> dict[str, Any]:
@@ -263,13 +250,14 @@ class Transcriber:
         order = sorted(durations, key=lambda f: -durations[f])
         batches = self._batches(order, durations, batch_size)
         start, audio_seconds = time.perf_counter(), 0.0
-        for batch, loaded in _progress(decode_ahead(batches, self.workers), progress, total=len(batches)):
+        decoded = decode_ahead(batches, self.workers)
+        for batch, loaded in progress_bar(decoded, "transcribing", progress, total=len(batches)):
             waves = {}
             for path, wave in zip(batch, loaded):
                 if isinstance(wave, Exception):
                     records[path] = _failed(path, UnreadableAudio(describe_audio_error(path, wave)))
                 elif len(wave) < self.min_samples:  # the header promised more than the decoder gave
-                    records[path] = _failed(path, UnreadableAudio(_too_short(len(wave), self.min_samples)))
+                    records[path] = _failed(path, UnreadableAudio(too_short(len(wave), self.min_samples)))
                 else:
                     waves[path] = wave
             if not waves:
@@ -312,67 +300,6 @@ def transcript_text(tokens: Sequence[str], tokenizer_kind: str) -> str:
     return tokens_to_text(tokens)
 
 
-def min_input_samples(config: Any) -> int:
-    """The fewest samples from which the feature encoder makes one frame (400 at the default
-    strides and kernels, 25 ms at 16 kHz); a shorter input makes its convolutions fail."""
-    return FrameGrid.of(config).field
-
-
-def check_audio(path: Path, min_samples: int = 1) -> AudioInfo:
-    """The header of ``path``, or ``UnreadableAudio`` with a one-line reason.
-
-    The header is read from an open file object, not the path: libsndfile then identifies
-    the format by the file's first bytes only. Given a path, it falls back on the extension
-    and hands a non-audio ``.mp3`` to libmpg123, which prints resync notes to the terminal.
-    (A real MP3 whose frames are corrupt still reaches libmpg123, and its notes, on decoding.)
-    """
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise UnreadableAudio("no such file") from None
-    except OSError as error:
-        raise UnreadableAudio(f"cannot read it ({error.strerror or error})") from None
-    if size == 0:
-        raise UnreadableAudio("empty file (0 bytes)")
-    try:
-        with path.open("rb") as handle:
-            info = audio_info(handle)
-    except (RuntimeError, OSError) as error:  # soundfile.LibsndfileError is a RuntimeError
-        raise UnreadableAudio(describe_audio_error(path, error)) from None
-    if info.frames <= 0 or info.sampling_rate <= 0:
-        raise UnreadableAudio("empty audio (0 samples)")
-    samples = info.frames * SAMPLING_RATE // info.sampling_rate
-    if samples < min_samples:
-        raise UnreadableAudio(_too_short(samples, min_samples))
-    return info
-
-
-def describe_audio_error(path: Path, error: Exception) -> str:
-    """One line on why ``path`` could not be read, without libsndfile's misleading "File does
-    not exist or is not a regular file" for a file that exists."""
-    if isinstance(error, UnreadableAudio):
-        return str(error)
-    if not path.exists():
-        return "no such file"
-    reason = getattr(error, "error_string", None)  # soundfile.LibsndfileError: libsndfile's own words
-    if reason is None:
-        return f"cannot decode it ({getattr(error, 'strerror', None) or error})"
-    reason = reason.strip().rstrip(".")
-    if reason.startswith("File does not exist or is not a regular file"):
-        # what libsndfile says when its decoder (libmpg123 for MP3) gives up on an existing file
-        reason = "corrupt or truncated, the decoder found no audio in it"
-    elif reason:
-        reason = reason[0].lower() + reason[1:]
-    return f"not a readable audio file (soundfile: {reason})"
-
-
-def _too_short(samples: int, min_samples: int) -> str:
-    return (
-        f"too short: {1000 * samples / SAMPLING_RATE:.1f} ms of audio, the model needs at least "
-        f"{1000 * min_samples / SAMPLING_RATE:.1f} ms"
-    )
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``; None means plain float32."""
     if precision not in PRECISIONS:
@@ -385,34 +312,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def decode_ahead(batches: Sequence[Sequence[Path]], workers: int) -> Iterator[tuple[Sequence[Path], list[Any]]]:
-    """Yields (batch, waveforms) in order; each waveform is an array, or the exception that
-    stopped its file from loading. The next LOOKAHEAD_BATCHES batches decode in `workers`
-    threads meanwhile, so on a GPU decoding overlaps the model instead of adding to it."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque[tuple[Sequence[Path], list[Future]]] = deque()
-        upcoming = iter(batches)
-
-        def submit_next() -> None:
-            batch = next(upcoming, None)
-            if batch is not None:
-                pending.append((batch, [pool.submit(_load_or_error, path) for path in batch]))
-
-        for _ in range(1 + LOOKAHEAD_BATCHES):
-            submit_next()
-        while pending:
-            batch, futures = pending.popleft()
-            submit_next()
-            yield batch, [future.result() for future in futures]
-
-
-def _load_or_error(path: Path) -> Any:
-    try:
-        return load_audio(path)
-    except (RuntimeError, OSError, ValueError) as error:  # corrupt, missing, unsupported
-        return error
-
-
 def _to(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
     # pinned host memory lets the copy to the GPU run asynchronously
     return tensor.pin_memory().to(device, non_blocking=True) if pin else tensor.to(device)
@@ -421,27 +320,6 @@ def _to(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
 def _failed(path: Path, error: Exception) -> dict[str, Any]:
     logger.warning("cannot transcribe %s: %s", path, error)
     return {"path": str(path), "text": "", "tokens": [], "seconds": 0.0, "error": str(error)}
-
-
-def _progress(items: Iterable, enabled: bool, total: int) -> Iterable:
-    if not enabled:
-        return items
-    from rich.progress import track
-
-    return track(items, description="transcribing", total=total, transient=True, console=_stderr_console())
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -470,7 +348,7 @@ def add_decoder_options(parser: argparse.ArgumentParser) -> None:
         default="greedy",
         help="greedy (best path) or a CTC prefix beam search, with --lm and --hotword if given",
     )
-    parser.add_argument("--beam-width", type=_positive_int, default=16, help="prefixes kept per frame (beam)")
+    parser.add_argument("--beam-width", type=positive_int, default=16, help="prefixes kept per frame (beam)")
     parser.add_argument("--lm", metavar="PATH", help="n-gram LM for --decoder beam: ARPA, KenLM binary or word list")
     parser.add_argument("--lm-alpha", type=float, default=0.5, help="LM weight (default 0.5)")
     parser.add_argument("--lm-beta", type=float, default=1.0, help="bonus per LM unit, word or phone (default 1.0)")
@@ -490,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help=".ckpt from unispeech.train or an exported directory")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="files (or windows of a long file) per batch (default: 1 on a CPU, 16 on a GPU)",
     )
@@ -530,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="audio decoding threads (default: 1 on a CPU, min(8, CPUs) on a GPU)",
     )

@@ -13,6 +13,7 @@ import torch
 
 from tests.tasks.random_models import save_random_model
 from unispeech import transcribe
+from unispeech.inference import audio_files
 from unispeech.data.audio import load_audio
 
 
@@ -32,7 +33,7 @@ def clips(tmp_path):
 def test_decode_ahead_keeps_order_and_hands_back_errors(clips):
     paths, broken = clips
     batches = [[paths[0], paths[1]], [broken, paths[2]], [paths[3]]]
-    out = list(transcribe.decode_ahead(batches, workers=3))
+    out = list(audio_files.decode_ahead(batches, workers=3))
     assert [batch for batch, _ in out] == batches
     loaded = [wave for _, waves in out for wave in waves]
     assert isinstance(loaded[2], RuntimeError) and "broken.mp3" in str(loaded[2])
@@ -43,12 +44,12 @@ def test_decode_ahead_keeps_order_and_hands_back_errors(clips):
 def test_decode_ahead_holds_a_bounded_number_of_batches(clips, monkeypatch):
     paths, _ = clips
     started = []
-    monkeypatch.setattr(transcribe, "_load_or_error", lambda path: started.append(path) or path)
+    monkeypatch.setattr(audio_files, "load_or_error", lambda path: started.append(path) or path)
     batches = [[p] for p in paths * 3]  # 12 one-file batches
-    stream = transcribe.decode_ahead(batches, workers=2)
+    stream = audio_files.decode_ahead(batches, workers=2)
     next(stream)
     # the batch handed out, plus LOOKAHEAD_BATCHES queued behind it (+1 submitted on hand-out)
-    assert len(started) <= 2 + transcribe.LOOKAHEAD_BATCHES
+    assert len(started) <= 2 + audio_files.LOOKAHEAD_BATCHES
     assert sum(1 for _ in stream) == len(batches) - 1
 
 
@@ -198,15 +199,15 @@ def test_transcript_text_of_phones_and_characters():
 
 def test_check_audio_reasons(tmp_path):
     for path, reason in bad_files(tmp_path).items():
-        with pytest.raises(transcribe.UnreadableAudio, match=reason):
-            transcribe.check_audio(path, min_samples=400)
-    with pytest.raises(transcribe.UnreadableAudio, match="no such file"):
-        transcribe.check_audio(tmp_path / "gone.wav")
+        with pytest.raises(audio_files.UnreadableAudio, match=reason):
+            audio_files.check_audio(path, min_samples=400)
+    with pytest.raises(audio_files.UnreadableAudio, match="no such file"):
+        audio_files.check_audio(tmp_path / "gone.wav")
 
 
 def test_min_input_samples_is_the_first_length_with_one_frame(random_model_dir):
     from unispeech.tasks.inference import load_trained_model
 
     model, _ = load_trained_model(random_model_dir)
-    samples = transcribe.min_input_samples(model.config)
+    samples = audio_files.min_input_samples(model.config)
     assert model.get_feat_extract_output_lengths(torch.tensor([samples - 1, samples])).tolist() == [0, 1]

@@ -1,0 +1,30 @@
+"""What the inference command lines (``transcribe``, ``align``) share: exit statuses, option
+types and the progress bar."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+# Exit statuses: every file done (0), some failed, or all failed / a usage error (a bad option,
+# a missing input or model). A failed file never stops the others.
+SOME_FAILED, ALL_FAILED_OR_USAGE = 1, 2
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def progress_bar(items: Iterable, description: str, enabled: bool, total: int) -> Iterable:
+    """``items``, behind a progress bar on stderr (stdout may be the output) when ``enabled``;
+    the bar goes away when done."""
+    if not enabled:
+        return items
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, description=description, total=total, transient=True, console=Console(stderr=True))
