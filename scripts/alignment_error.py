@@ -3,19 +3,22 @@
 
     python scripts/alignment_error.py --model RUN/finetune/checkpoints/last.ckpt
     python scripts/alignment_error.py --model RUN/export --sentences 100 --pad 0.3 --json error.json
+    python scripts/alignment_error.py --model RUN/export --per-file 4 --gap 0.5 --noise 1e-2 --word-edges ctc
 
 Sentences are made like the demo corpus's Spanish ones (3-7 words of its word list, voices of
 its held-out speakers, rates 140-200 and pitches 30-70 drawn per sentence, from ``--seed``),
 spoken by espeak-ng, which reports where each word begins in its output (its word events,
 ``EspeakSynth.synthesize_with_words``). Within a sentence espeak-ng leaves no pause between
-words, so a word ends where the next begins, and the last word ends with the audio. The audio
-goes to the aligner as 16 kHz WAV, with ``--pad`` seconds of near-silence before and after
-(so the first and last boundaries are not simply the edges of the file).
+words, so a word ends where the next begins, and the last word ends with the audio. Each
+audio file holds ``--per-file`` sentences (one transcript) with ``--gap`` seconds of
+near-silence between them and ``--pad`` before and after (so speech starts and ends are not
+simply the edges of the file), white noise of RMS ``--noise`` over it all, as 16 kHz WAV.
 
 Reported over all word boundaries (n + 1 in a sentence of n words: where speech starts, the
 n - 1 between words, where it ends), and for each kind apart: the absolute error in ms (mean,
 median, share within 20/50/100 ms) and the mean signed error (positive: the aligner is late).
 The aligner's frames are 20 ms; the words a sentence's alignment flags ``low_score`` are counted.
+``--word-edges`` is the aligner's option: ``pauses`` (its default) or ``ctc``.
 """
 
 from __future__ import annotations
@@ -53,26 +56,40 @@ def make_sentences(count: int, seed: int) -> list[tuple[str, str, int, int]]:
     return out
 
 
-def synthesize_references(sentences, folder: Path, pad: float, seed: int) -> list[dict]:
-    """Write one WAV per sentence; return its path, text and reference word times (s)."""
+def synthesize_references(
+    sentences, folder: Path, pad: float, seed: int, per_file: int = 1, gap: float = 0.5, noise: float = 3e-4
+) -> list[dict]:
+    """Write one WAV per ``per_file`` sentences (``gap`` seconds of near-silence between them,
+    ``pad`` before and after); return its path, text, and reference word times (s) with which
+    words begin and end a sentence (speech starts and ends there)."""
     from unispeech.data.espeak_synth import EspeakSynth
 
     synth = EspeakSynth.private()
     rng = np.random.default_rng([seed, 1])
     references = []
-    for i, (sentence, voice, rate, pitch) in enumerate(sentences):
-        audio, events = synth.synthesize_with_words(sentence, voice, rate=rate, pitch=pitch)
-        starts = [e.sample / synth.sampling_rate + pad for e in events]
-        words = [normalize_text(sentence[e.start : e.start + e.length]) for e in events]
-        ends = starts[1:] + [len(audio) / synth.sampling_rate + pad]
-        audio = resample(audio, synth.sampling_rate, SAMPLING_RATE)
-        silence = int(round(pad * SAMPLING_RATE))
-        # near-silence, not digital zeros: a recording's noise floor (-70 dBFS)
-        padded = np.concatenate([np.zeros(silence), audio, np.zeros(silence)]).astype(np.float32)
-        padded += (3e-4 * rng.standard_normal(len(padded))).astype(np.float32)
-        path = folder / f"sentence_{i:03d}.wav"
+    for first in range(0, len(sentences), per_file):
+        pieces, reference = [np.zeros(int(round(pad * SAMPLING_RATE)))], {"words": [], "starts": [], "ends": []}
+        reference.update(sentence_start=[], sentence_end=[])
+        for k, (sentence, voice, rate, pitch) in enumerate(sentences[first : first + per_file]):
+            if k:
+                pieces.append(np.zeros(int(round(gap * SAMPLING_RATE))))
+            offset = sum(len(piece) for piece in pieces) / SAMPLING_RATE
+            audio, events = synth.synthesize_with_words(sentence, voice, rate=rate, pitch=pitch)
+            starts = [e.sample / synth.sampling_rate + offset for e in events]
+            reference["starts"] += starts
+            reference["ends"] += starts[1:] + [len(audio) / synth.sampling_rate + offset]
+            reference["words"] += [normalize_text(sentence[e.start : e.start + e.length]) for e in events]
+            reference["sentence_start"] += [True] + [False] * (len(events) - 1)
+            reference["sentence_end"] += [False] * (len(events) - 1) + [True]
+            pieces.append(resample(audio, synth.sampling_rate, SAMPLING_RATE))
+        pieces.append(np.zeros(int(round(pad * SAMPLING_RATE))))
+        # near-silence, not digital zeros: a recording's noise floor (3e-4: -70 dBFS)
+        padded = np.concatenate(pieces).astype(np.float32)
+        padded += (noise * rng.standard_normal(len(padded))).astype(np.float32)
+        path = folder / f"sentences_{first:03d}.wav"
         sf.write(path, padded, SAMPLING_RATE)
-        references.append({"path": path, "text": sentence, "words": words, "starts": starts, "ends": ends})
+        text = " ".join(sentence for sentence, _, _, _ in sentences[first : first + per_file])
+        references.append({"path": path, "text": text, **reference})
     return references
 
 
@@ -91,10 +108,11 @@ def summary(errors_s: list[float]) -> dict[str, float]:
 
 
 def compare(references: list[dict], records: list[dict]) -> dict:
-    """Boundary errors of the aligned words against the references (sentences whose words do
-    not pair one to one are counted, not scored). A sentence of n words has n + 1 boundaries:
-    where speech starts (the first word's start), n - 1 between words (a word's end is the
-    next one's start, in the references and in the aligner's output), and where it ends."""
+    """Boundary errors of the aligned words against the references (files whose words do not
+    pair one to one are counted, not scored). A sentence of n words has n + 1 boundaries:
+    where speech starts (its first word's start), n - 1 between words (a word's end is the
+    next one's start in the references; the next word's start is scored), and where it ends
+    (its last word's end)."""
     errors: dict[str, list[float]] = {"speech_start": [], "between_words": [], "speech_end": []}
     unpaired, failed, low = 0, 0, 0
     for reference, record in zip(references, records):
@@ -106,13 +124,15 @@ def compare(references: list[dict], records: list[dict]) -> dict:
             unpaired += 1
             continue
         low += sum(w["low_score"] for w in words)
-        errors["speech_start"].append(words[0]["start"] - reference["starts"][0])
-        for word, start in zip(words[1:], reference["starts"][1:]):
-            errors["between_words"].append(word["start"] - start)
-        errors["speech_end"].append(words[-1]["end"] - reference["ends"][-1])
+        for k, word in enumerate(words):
+            kind = "speech_start" if reference["sentence_start"][k] else "between_words"
+            errors[kind].append(word["start"] - reference["starts"][k])
+            if reference["sentence_end"][k]:
+                errors["speech_end"].append(word["end"] - reference["ends"][k])
     every = [e for values in errors.values() for e in values]
     return {
-        "sentences": len(references),
+        "files": len(references),
+        "sentences": sum(sum(r["sentence_start"]) for r in references),
         "words": sum(len(r["words"]) for r in references),
         "failed": failed,
         "unpaired": unpaired,
@@ -128,6 +148,10 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=80)
     parser.add_argument("--seed", type=int, default=2024, help="sentence, voice and noise draws")
     parser.add_argument("--pad", type=float, default=0.3, help="seconds of near-silence before and after the speech")
+    parser.add_argument("--per-file", type=int, default=1, help="sentences per audio file (one transcript)")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds of near-silence between a file's sentences")
+    parser.add_argument("--noise", type=float, default=3e-4, help="white noise RMS, whole file (3e-4: -70 dBFS)")
+    parser.add_argument("--word-edges", choices=("pauses", "ctc"), default="pauses", help="as unispeech.align's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the numbers and every record here")
@@ -135,12 +159,16 @@ def main() -> None:
 
     from unispeech.align import Aligner
 
-    aligner = Aligner(args.model, args.device)
+    aligner = Aligner(args.model, args.device, word_edges=args.word_edges)
     with tempfile.TemporaryDirectory(prefix="alignment-error-") as folder:
-        references = synthesize_references(make_sentences(args.sentences, args.seed), Path(folder), args.pad, args.seed)
+        sentences = make_sentences(args.sentences, args.seed)
+        references = synthesize_references(
+            sentences, Path(folder), args.pad, args.seed, args.per_file, args.gap, args.noise
+        )
         records = aligner.align([(r["path"], r["text"]) for r in references], args.batch_size)
     result = compare(references, records)
-    result.update(model=args.model, seed=args.seed, pad_s=args.pad, frame_ms=1000 * aligner.seconds_per_frame)
+    result.update(model=args.model, seed=args.seed, pad_s=args.pad, per_file=args.per_file, gap_s=args.gap)
+    result.update(noise=args.noise, word_edges=args.word_edges, frame_ms=1000 * aligner.seconds_per_frame)
     print(json.dumps(result, indent=1))
     if args.json:
         for reference in references:

@@ -13,8 +13,8 @@ import torch
 
 from tests.tasks.random_models import save_random_model
 from unispeech import transcribe
-from unispeech.inference import audio_files
 from unispeech.data.audio import load_audio
+from unispeech.inference import audio_files
 
 
 @pytest.fixture()

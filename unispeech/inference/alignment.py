@@ -270,7 +270,8 @@ def group_words(
     word timing (demo model, scripts/alignment_error.py) the mean error of the boundaries
     between words was 33 ms at the next word's first token, 51 ms at the previous word's
     last token and 23 ms in the middle of the delimiter. The first word starts at its first
-    token, the last ends with its last token (early by about the length of its last sound).
+    token, the last ends with its last token (early by about the length of its last sound);
+    `unispeech.inference.pauses` moves the edges next to silence using the audio.
     """
     groups: list[list[TokenSpan]] = []
     # the delimiter spans right before each group (the first group's: leading ones, unused)

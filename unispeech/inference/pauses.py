@@ -1,0 +1,98 @@
+"""Word edges at pauses, read from the audio's level.
+
+A CTC model fires a token for a frame or two near the onset of its sound, so the path alone
+puts a word that ends before silence too early (by about the length of its last sound:
+~100 ms on the demo model) and, where the transcript runs across a pause, puts the boundary
+in the middle of the pause. Where speech stops the audio goes quiet, so the level settles it:
+
+- frames are "silent" when their level is in the bottom ``SILENCE_SHARE`` of the file's range,
+  from its noise floor (10th percentile of the frame levels) to its speech level (95th); a
+  file whose range is under ``MIN_CONTRAST_DB`` has no silence to read, and nothing changes;
+- the last word ends at the first silent frame after its last token (at most
+  ``MAX_REACH_S`` on); the first word starts after the last silent frame before its first
+  token (the same reach);
+- two words with a pause between them (a silent run of at least ``MIN_PAUSE_S`` between the
+  first's last token and the second's first) meet it at its edges: the first ends where the
+  pause begins, the second starts where it ends. Shorter silences are the closures of stops
+  inside speech and leave the boundary where the path put it.
+
+Measured against espeak-ng's word timing in docs/inference.md ("How accurate").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from unispeech.inference.alignment import WordSpan
+
+SILENCE_SHARE = 0.15
+MIN_CONTRAST_DB = 10.0
+MAX_REACH_S = 0.5
+MIN_PAUSE_S = 0.15
+
+
+def frame_levels_db(wave: np.ndarray, hop: int) -> np.ndarray:
+    """Mean power in dB of each model frame's ``hop`` samples (frame ``t``: samples
+    ``t * hop`` to ``(t + 1) * hop``); (T,) for ``T = len(wave) // hop``."""
+    frames = len(wave) // hop
+    power = np.square(np.asarray(wave[: frames * hop], dtype=np.float64)).reshape(frames, hop).mean(axis=1)
+    return 10.0 * np.log10(power + 1e-12)
+
+
+def silent_frames(levels_db: np.ndarray) -> np.ndarray | None:
+    """Which frames are silent (bool, (T,)), or None where the file's level range is too
+    small to tell silence from speech."""
+    if len(levels_db) == 0:
+        return None
+    floor, speech = np.percentile(levels_db, [10, 95])
+    if speech - floor < MIN_CONTRAST_DB:
+        return None
+    return levels_db < floor + SILENCE_SHARE * (speech - floor)
+
+
+def snap_to_pauses(words: Sequence[WordSpan], silent: np.ndarray | None, frame_seconds: float) -> list[WordSpan]:
+    """``words`` with their edges at the pauses around them (see the module docstring);
+    unchanged where ``silent`` is None. Frames are the model's (``frame_seconds`` long)."""
+    words = list(words)
+    if silent is None or not words:
+        return words
+    reach = round(MAX_REACH_S / frame_seconds)
+    min_pause = round(MIN_PAUSE_S / frame_seconds)
+    total = len(silent)
+    first_start = words[0].tokens[0].start
+    words[0] = replace(words[0], start=float(_speech_onset(silent, first_start, max(0, first_start - reach))))
+    for i in range(len(words) - 1):
+        speech_end = words[i].tokens[-1].end
+        next_start = words[i + 1].tokens[0].start
+        pause_start = _first_silent(silent, speech_end, next_start)
+        if pause_start is None:
+            continue
+        pause_end = _speech_onset(silent, next_start, pause_start)
+        if pause_end - pause_start >= min_pause:
+            words[i] = replace(words[i], end=float(pause_start))
+            words[i + 1] = replace(words[i + 1], start=float(pause_end))
+    last_end = words[-1].tokens[-1].end
+    limit = min(total, last_end + reach)
+    end = _first_silent(silent, last_end, limit)
+    if end is not None or limit == total:  # silence found, or speech runs to the end of the file
+        words[-1] = replace(words[-1], end=float(end if end is not None else total))
+    return words
+
+
+def _first_silent(silent: np.ndarray, start: int, stop: int) -> int | None:
+    """The first silent frame in ``start .. stop - 1``, or None."""
+    hits = np.flatnonzero(silent[start:stop])
+    return start + int(hits[0]) if len(hits) else None
+
+
+def _speech_onset(silent: np.ndarray, token_start: int, lowest: int) -> int:
+    """Where speech resumes before ``token_start``: one past the last silent frame in
+    ``lowest .. token_start - 1``; ``token_start`` when that stretch has no silent frame
+    (unless it reaches the file's start: then 0)."""
+    hits = np.flatnonzero(silent[lowest:token_start])
+    if len(hits):
+        return lowest + int(hits[-1]) + 1
+    return 0 if lowest == 0 else token_start
