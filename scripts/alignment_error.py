@@ -95,6 +95,8 @@ def synthesize_references(
 
 def summary(errors_s: list[float]) -> dict[str, float]:
     """Mean and median absolute error (ms), share within each tolerance (%), mean signed error (ms)."""
+    if not errors_s:
+        return {"count": 0}
     absolute = [abs(e) * 1000 for e in errors_s]
     out = {
         "count": len(errors_s),
@@ -107,23 +109,34 @@ def summary(errors_s: list[float]) -> dict[str, float]:
     return out
 
 
-def compare(references: list[dict], records: list[dict]) -> dict:
+def compare(references: list[dict], records: list[dict], pair_by: str = "words") -> dict:
     """Boundary errors of the aligned words against the references (files whose words do not
     pair one to one are counted, not scored). A sentence of n words has n + 1 boundaries:
     where speech starts (its first word's start), n - 1 between words (a word's end is the
     next one's start in the references; the next word's start is scored), and where it ends
-    (its last word's end)."""
+    (its last word's end). ``pair_by="count"`` (transcription, whose words are the model's
+    own) pairs a file's words by position when there are as many as the reference's, and scores
+    every file's first start and last end (``file_speech_start``, ``file_speech_end``)."""
     errors: dict[str, list[float]] = {"speech_start": [], "between_words": [], "speech_end": []}
+    file_edges: dict[str, list[float]] = {"file_speech_start": [], "file_speech_end": []}
     unpaired, failed, low = 0, 0, 0
     for reference, record in zip(references, records):
         if record.get("error"):
             failed += 1
             continue
         words = record["words"]
-        if [w["word"] for w in words] != reference["words"]:
+        if pair_by == "count" and words:  # the file's first and last word, whatever the words between
+            file_edges["file_speech_start"].append(words[0]["start"] - reference["starts"][0])
+            file_edges["file_speech_end"].append(words[-1]["end"] - reference["ends"][-1])
+        paired = (
+            len(words) == len(reference["words"])
+            if pair_by == "count"
+            else [w["word"] for w in words] == reference["words"]
+        )
+        if not paired:
             unpaired += 1
             continue
-        low += sum(w["low_score"] for w in words)
+        low += sum(w.get("low_score", False) for w in words)
         for k, word in enumerate(words):
             kind = "speech_start" if reference["sentence_start"][k] else "between_words"
             errors[kind].append(word["start"] - reference["starts"][k])
@@ -139,6 +152,7 @@ def compare(references: list[dict], records: list[dict]) -> dict:
         "low_score_words": low,
         "all_boundaries": summary(every),
         **{name: summary(values) for name, values in errors.items()},
+        **{name: summary(values) for name, values in file_edges.items() if values},
     }
 
 
@@ -154,21 +168,37 @@ def main() -> None:
     parser.add_argument("--word-edges", choices=("pauses", "ctc"), default="pauses", help="as unispeech.align's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--transcribe",
+        action="store_true",
+        help="score the word times of `unispeech.transcribe --timestamps` instead (files whose word count matches)",
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers and every record here")
     args = parser.parse_args()
 
     from unispeech.align import Aligner
+    from unispeech.transcribe import Transcriber
 
-    aligner = Aligner(args.model, args.device, word_edges=args.word_edges)
+    if args.transcribe:
+        transcriber = Transcriber(args.model, args.device, word_edges=args.word_edges)
+        seconds_per_frame = transcriber.grid.frame_seconds
+    else:
+        aligner = Aligner(args.model, args.device, word_edges=args.word_edges)
+        seconds_per_frame = aligner.seconds_per_frame
     with tempfile.TemporaryDirectory(prefix="alignment-error-") as folder:
         sentences = make_sentences(args.sentences, args.seed)
         references = synthesize_references(
             sentences, Path(folder), args.pad, args.seed, args.per_file, args.gap, args.noise
         )
-        records = aligner.align([(r["path"], r["text"]) for r in references], args.batch_size)
-    result = compare(references, records)
+        if args.transcribe:
+            paths = [r["path"] for r in references]
+            records = transcriber.transcribe(paths, args.batch_size, progress=False, timestamps=True)
+        else:
+            records = aligner.align([(r["path"], r["text"]) for r in references], args.batch_size)
+    result = compare(references, records, "count" if args.transcribe else "words")
     result.update(model=args.model, seed=args.seed, pad_s=args.pad, per_file=args.per_file, gap_s=args.gap)
-    result.update(noise=args.noise, word_edges=args.word_edges, frame_ms=1000 * aligner.seconds_per_frame)
+    result.update(noise=args.noise, word_edges=args.word_edges, frame_ms=1000 * seconds_per_frame)
+    result.update(tool="transcribe" if args.transcribe else "align")
     print(json.dumps(result, indent=1))
     if args.json:
         for reference in references:

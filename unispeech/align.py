@@ -54,8 +54,14 @@ from unispeech.inference.audio_files import (
     describe_audio_error,
     min_input_samples,
 )
-from unispeech.inference.cli import ALL_FAILED_OR_USAGE, SOME_FAILED, positive_int, progress_bar
-from unispeech.inference.pauses import frame_levels_db, silent_frames, snap_to_pauses
+from unispeech.inference.cli import (
+    ALL_FAILED_OR_USAGE,
+    SOME_FAILED,
+    add_word_edges_option,
+    positive_int,
+    progress_bar,
+)
+from unispeech.inference.pauses import check_word_edges, silent_frames_of, snap_to_pauses
 from unispeech.tasks.inference import load_trained_model
 
 logger = logging.getLogger("unispeech.align")
@@ -68,9 +74,6 @@ DEFAULT_MIN_WORD_SCORE = 0.02
 # a CPU too: the Viterbi pass costs the same per frame for 1 file as for 8 (measured with the
 # demo model, 1 thread: 32 clips in 1.5 s one at a time, 0.54 s in batches of 8).
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
-# Where words begin and end next to silence: "pauses" reads it from the audio's level
-# (unispeech.inference.pauses), "ctc" leaves the path's times (the last word ends ~100 ms early).
-WORD_EDGES = ("pauses", "ctc")
 
 
 class Aligner:
@@ -84,8 +87,7 @@ class Aligner:
         min_word_score: float = DEFAULT_MIN_WORD_SCORE,
         word_edges: str = "pauses",
     ) -> None:
-        if word_edges not in WORD_EDGES:
-            raise ValueError(f"word_edges must be one of {', '.join(WORD_EDGES)}, got {word_edges!r}")
+        check_word_edges(word_edges)
         self.model, info = load_trained_model(model_source)
         if info["task"] != "ctc":
             raise ValueError(f"{model_source} is a {info['task']} model; alignment needs a CTC fine-tuned one")
@@ -181,9 +183,8 @@ class Aligner:
         )
         for (_, index), alignment in zip(rows, alignments):
             path, text = items[index]
-            if self.word_edges == "pauses":
-                silent = silent_frames(frame_levels_db(waves[index], self.hop))
-                alignment.words = snap_to_pauses(alignment.words, silent, self.seconds_per_frame)
+            silent = silent_frames_of(waves[index], self.hop, self.word_edges)
+            alignment.words = snap_to_pauses(alignment.words, silent, self.seconds_per_frame)
             records[index] = alignment_record(
                 path, text, alignment, len(waves[index]), self.seconds_per_frame, self.min_word_score
             )
@@ -312,13 +313,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MIN_WORD_SCORE,
         help=f"flag words scoring under this as low_score (default: {DEFAULT_MIN_WORD_SCORE})",
     )
-    parser.add_argument(
-        "--word-edges",
-        choices=WORD_EDGES,
-        default="pauses",
-        help="pauses: words before and after silence end and start where the audio's level says; "
-        "ctc: the CTC path's times alone (default: pauses)",
-    )
+    add_word_edges_option(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="files per batch (default: 8 on a CPU, 16 on a GPU)"
     )

@@ -79,7 +79,7 @@ def espeak_voice(language: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m unispeech.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a .ckpt written by unispeech.train (or an exported directory)")
     parser.add_argument("output_dir", help="directory to write (created)")
     parser.add_argument(

@@ -11,8 +11,9 @@ file with the text and the token sequence. The text reads as ``CTCTokenizer.deco
 transformers' processor) gives it: phones separated by spaces, without the word delimiter
 ``|``; or characters joined into words separated by spaces. ``tokens`` keeps every symbol,
 ``|`` included. ``--timestamps`` adds ``words`` and ``token_timestamps`` (start and end in
-seconds); ``--format srt|vtt|ctm`` writes subtitles or CTM from the word times. See
-docs/inference.md.
+seconds); ``--format srt|vtt|ctm`` writes subtitles or CTM from the word times. Words next to
+silence begin and end where the audio's level says (``--word-edges pauses``, the default;
+``ctc``: the tokens' own frames). See docs/inference.md.
 
 Recordings longer than ``--chunk-length-s`` (20 s) are decoded in overlapping windows whose
 frames are stitched (``unispeech.inference.chunking``), so memory does not grow with their
@@ -64,7 +65,14 @@ from unispeech.inference.chunking import (
     stitched_logits,
     whole_recording_group_norm,
 )
-from unispeech.inference.cli import ALL_FAILED_OR_USAGE, SOME_FAILED, positive_int, progress_bar
+from unispeech.inference.cli import (
+    ALL_FAILED_OR_USAGE,
+    SOME_FAILED,
+    add_word_edges_option,
+    positive_int,
+    progress_bar,
+)
+from unispeech.inference.pauses import check_word_edges, silent_frames_of
 from unispeech.inference.timestamps import TokenSpan, greedy_token_spans, timestamp_fields
 from unispeech.inference.writers import SUBTITLE_WRITERS, write_ctm, write_records
 from unispeech.tasks.inference import load_trained_model
@@ -97,7 +105,10 @@ class Transcriber:
         chunk_length_s: float = DEFAULT_CHUNK_LENGTH_S,
         stride_length_s: float | Sequence[float] | None = None,
         beam_options: dict[str, Any] | None = None,
+        word_edges: str = "pauses",
     ) -> None:
+        check_word_edges(word_edges)
+        self.word_edges = word_edges  # of timestamped words next to silence: unispeech.inference.pauses
         self.model, info = load_trained_model(model_source)
         if info["task"] != "ctc":
             raise ValueError(f"{model_source} is a {info['task']} model; transcription needs a CTC fine-tuned one")
@@ -211,17 +222,18 @@ class Transcriber:
             raise ValueError(f"expected a mono waveform (one dimension), got shape {wave.shape}")
         if len(wave) < self.min_samples:
             raise ValueError(too_short(len(wave), self.min_samples))
-        return self._record(self.token_spans([wave])[0], len(wave), timestamps)
+        return self._record(self.token_spans([wave])[0], wave, timestamps)
 
-    def _record(self, spans: list[TokenSpan], samples: int, timestamps: bool) -> dict[str, Any]:
+    def _record(self, spans: list[TokenSpan], wave: np.ndarray, timestamps: bool) -> dict[str, Any]:
         tokens = [span.token for span in spans]
         record = {
             "text": transcript_text(tokens, self.tokenizer_kind),
             "tokens": tokens,
-            "seconds": round(samples / SAMPLING_RATE, 3),
+            "seconds": round(len(wave) / SAMPLING_RATE, 3),
         }
         if timestamps:
-            fields = timestamp_fields(spans, self.grid.frame_seconds, self.tokenizer_kind)
+            silent = silent_frames_of(wave, self.grid.hop, self.word_edges)
+            fields = timestamp_fields(spans, self.grid.frame_seconds, self.tokenizer_kind, silent)
             record.update(words=fields["words"], token_timestamps=fields["token_timestamps"])
         return record
 
@@ -264,7 +276,7 @@ class Transcriber:
                 continue
             for path, spans in zip(waves, self.token_spans(list(waves.values()), batch_size)):
                 audio_seconds += len(waves[path]) / SAMPLING_RATE
-                records[path] = {"path": str(path), **self._record(spans, len(waves[path]), timestamps)}
+                records[path] = {"path": str(path), **self._record(spans, waves[path], timestamps)}
         elapsed = time.perf_counter() - start
         self.speed = {"audio_seconds": audio_seconds, "wall_seconds": elapsed}
         self.failed = sum(1 for record in records.values() if record.get("error"))
@@ -340,6 +352,24 @@ def _stride(text: str) -> float | tuple[float, float]:
     return values[0] if len(values) == 1 else values
 
 
+def add_chunk_options(parser: argparse.ArgumentParser) -> None:
+    """--chunk-length-s and --stride-length-s: long recordings in windows (docs/inference.md)."""
+    parser.add_argument(
+        "--chunk-length-s",
+        type=_seconds,
+        default=DEFAULT_CHUNK_LENGTH_S,
+        help=f"decode longer files in windows of this many seconds, 0 = never (default: {DEFAULT_CHUNK_LENGTH_S:g})",
+    )
+    parser.add_argument(
+        "--stride-length-s",
+        type=_stride,
+        metavar="SECONDS[,SECONDS]",
+        default=None,
+        help="context computed and dropped at each side of a window: one value for both, or LEFT,RIGHT "
+        "(default: chunk length / 6)",
+    )
+
+
 def add_decoder_options(parser: argparse.ArgumentParser) -> None:
     """--decoder and the beam search's options (docs/inference.md, "Beam search")."""
     parser.add_argument(
@@ -357,6 +387,7 @@ def add_decoder_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python -m unispeech.transcribe",
         description="Transcribe audio with a fine-tuned UniSpeech CTC model.",
         epilog=(
             "A file that cannot be transcribed gets an empty text and an error in its record (a warning "
@@ -387,20 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add words and token_timestamps (start, end in seconds) to the JSON records",
     )
-    parser.add_argument(
-        "--chunk-length-s",
-        type=_seconds,
-        default=DEFAULT_CHUNK_LENGTH_S,
-        help=f"decode longer files in windows of this many seconds, 0 = never (default: {DEFAULT_CHUNK_LENGTH_S:g})",
-    )
-    parser.add_argument(
-        "--stride-length-s",
-        type=_stride,
-        metavar="SECONDS[,SECONDS]",
-        default=None,
-        help="context computed and dropped at each side of a window: one value for both, or LEFT,RIGHT "
-        "(default: chunk length / 6)",
-    )
+    add_word_edges_option(parser)
+    add_chunk_options(parser)
     add_decoder_options(parser)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
@@ -447,6 +466,7 @@ def main(argv: list[str] | None = None) -> None:
                 lm_beta=args.lm_beta,
                 hotwords=args.hotword,
             ),
+            word_edges=args.word_edges,
         )
     except (FileNotFoundError, ValueError) as error:
         parser.exit(ALL_FAILED_OR_USAGE, f"error: {error}\n")  # a bad path or model: the message is enough

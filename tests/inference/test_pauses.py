@@ -12,6 +12,8 @@ from tests.tasks.random_models import save_random_model
 from unispeech.align import Aligner
 from unispeech.inference.alignment import TokenSpan, WordSpan
 from unispeech.inference.pauses import MAX_REACH_S, frame_levels_db, silent_frames, snap_to_pauses
+from unispeech.inference.timestamps import TokenSpan as DecodedToken
+from unispeech.transcribe import Transcriber
 
 HOP, FRAME_S = 320, 0.02
 
@@ -82,16 +84,24 @@ def char_model(tmp_path_factory):
     return save_random_model(tmp_path_factory.mktemp("model"), ["hoy bebo leche"], "chars")
 
 
-def test_aligner_puts_word_edges_at_the_pauses_of_the_audio(char_model, tmp_path):
-    """Audio: quiet 0-0.3 s, 'hoy' 0.3-1.0 s, a pause to 1.4 s, 'bebo' 1.4-2.1 s, quiet to 2.5 s.
-    The posteriors fire each token for one frame after its sound begins, as a CTC model does,
-    and the delimiter in the pause."""
+# where the tokens of "hoy bebo" fire in `two_words`, as a CTC model does: a frame each, a
+# little after its sound begins; the delimiter in the pause
+FIRING = list(zip([17, 20, 24, 60, 72, 78, 84, 90], "hoy|bebo"))
+
+
+def two_words() -> np.ndarray:
+    """Quiet 0-0.3 s, 'hoy' 0.3-1.0 s, a pause to 1.4 s, 'bebo' 1.4-2.1 s, quiet to 2.5 s."""
     rng = np.random.default_rng(1)
     wave = 1e-4 * rng.standard_normal(40000)
     for start, stop in ((0.3, 1.0), (1.4, 2.1)):
         wave[int(start * 16000) : int(stop * 16000)] += 0.1 * rng.standard_normal(int((stop - start) * 16000))
+    return wave.astype(np.float32)
+
+
+def test_aligner_puts_word_edges_at_the_pauses_of_the_audio(char_model, tmp_path):
+    wave = two_words()
     path = tmp_path / "hoy_bebo.wav"
-    sf.write(path, wave.astype(np.float32), 16000)
+    sf.write(path, wave, 16000)
 
     def aligned(word_edges: str) -> list[tuple[float, float]]:
         aligner = Aligner(str(char_model), word_edges=word_edges)
@@ -99,7 +109,7 @@ def test_aligner_puts_word_edges_at_the_pauses_of_the_audio(char_model, tmp_path
         frames = int(aligner.model.get_feat_extract_output_lengths(torch.tensor(len(wave))))
         log_probs = torch.full((1, frames, len(vocabulary)), -8.0)
         log_probs[..., 0] = -0.01  # blank
-        for frame, token in zip([17, 20, 24, 60, 72, 78, 84, 90], "hoy|bebo"):
+        for frame, token in FIRING:
             log_probs[0, frame, 0], log_probs[0, frame, vocabulary.index(token)] = -8.0, -0.01
         aligner.log_probs = lambda waves: (log_probs, torch.tensor([frames]))
         (record,) = aligner.align([(path, "Hoy bebo.")])
@@ -111,3 +121,32 @@ def test_aligner_puts_word_edges_at_the_pauses_of_the_audio(char_model, tmp_path
     assert aligned("ctc") == [(0.34, 1.21), (1.21, 1.82)]
     with pytest.raises(ValueError, match="word_edges must be one of pauses, ctc"):
         Aligner(str(char_model), word_edges="energy")
+
+
+def test_transcriber_times_words_at_the_pauses_of_the_audio(char_model):
+    wave = two_words()
+    spans = [DecodedToken(token, frame, frame) for frame, token in FIRING]
+
+    def words(word_edges: str) -> list[tuple[str, float, float]]:
+        transcriber = Transcriber(str(char_model), word_edges=word_edges)
+        transcriber.token_spans = lambda waves, batch_size=None: [spans]  # the decoder's output, fixed
+        record = transcriber.transcribe_waveform(wave)
+        return [(w["word"], w["start"], w["end"]) for w in record["words"]]
+
+    assert words("pauses") == [("hoy", 0.3, 1.0), ("bebo", 1.4, 2.1)]
+    assert words("ctc") == [("hoy", 0.34, 0.5), ("bebo", 1.44, 1.82)]  # first token's start to last's end
+    with pytest.raises(ValueError, match="word_edges must be one of pauses, ctc"):
+        Transcriber(str(char_model), word_edges="energy")
+
+
+@pytest.mark.parametrize("command", ["transcribe", "align"])
+def test_a_bad_word_edges_option_is_a_usage_error_naming_the_command(command, char_model, capsys):
+    from unispeech import align, transcribe
+
+    main = transcribe.main if command == "transcribe" else align.main
+    with pytest.raises(SystemExit) as exited:
+        main(["--model", str(char_model), "--word-edges", "energy", "clip.wav", "hoy"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith(f"usage: python -m unispeech.{command}")
+    assert "--word-edges: invalid choice: 'energy'" in err and "pauses" in err

@@ -84,6 +84,21 @@ def test_character_words_join_their_characters_and_leading_or_doubled_delimiters
     assert words == [Segment("hi", 0.04, 0.08), Segment("yo", 0.16, 0.26)]
 
 
+def test_silence_moves_the_edges_of_words_next_to_it_and_leaves_tokens_alone():
+    # h ə | w ɜː, the last phone firing at frame 13; speech in frames 1..6 and 9..19, a 2-frame
+    # gap (a stop's closure, no pause) between the words
+    spans = greedy_token_spans([0, 5, 5, 0, 6, 6, 6, 4, 4, 0, 7, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], PHONES)
+    silent = np.ones(22, dtype=bool)
+    silent[1:7] = silent[9:20] = False
+    timed = timestamp_fields(spans, FRAME, "phones", silent)
+    assert timed["words"] == [
+        {"word": "h ə", "start": 0.02, "end": 0.14},
+        {"word": "w ɜː", "start": 0.2, "end": 0.4},  # on to frame 20, the first silent one after it
+    ]
+    assert timed["token_timestamps"] == timestamp_fields(spans, FRAME, "phones")["token_timestamps"]
+    assert timestamp_fields(spans, FRAME, "phones")["words"][-1]["end"] == 0.28  # the path alone
+
+
 def test_json_fields_keep_every_token_and_round_to_the_millisecond():
     spans = greedy_token_spans([0, 5, 0, 4, 7, 7, 7], PHONES)
     fields = timestamp_fields(spans, 1 / 3, "phones")  # a frame duration with no exact decimal

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
+from unispeech.inference.pauses import WORD_EDGES
+
 # Exit statuses: every file done (0), some failed, or all failed / a usage error (a bad option,
 # a missing input or model). A failed file never stops the others.
 SOME_FAILED, ALL_FAILED_OR_USAGE = 1, 2
@@ -28,3 +30,14 @@ def progress_bar(items: Iterable, description: str, enabled: bool, total: int) -
     from rich.progress import track
 
     return track(items, description=description, total=total, transient=True, console=Console(stderr=True))
+
+
+def add_word_edges_option(parser: argparse.ArgumentParser) -> None:
+    """--word-edges: where timed words next to silence begin and end (unispeech.inference.pauses)."""
+    parser.add_argument(
+        "--word-edges",
+        choices=WORD_EDGES,
+        default="pauses",
+        help="pauses: words before and after silence end and start where the audio's level says; "
+        "ctc: the CTC path's times alone (default: pauses)",
+    )

@@ -28,17 +28,26 @@ import numpy as np
 
 from unispeech.inference.alignment import WordSpan
 
+# the word-edge options of the inference commands: "pauses" reads the edges next to silence
+# from the audio (this module), "ctc" leaves the CTC path's times
+WORD_EDGES = ("pauses", "ctc")
 SILENCE_SHARE = 0.15
 MIN_CONTRAST_DB = 10.0
 MAX_REACH_S = 0.5
 MIN_PAUSE_S = 0.15
+FRAMES_PER_BLOCK = 4096  # frame_levels_db's working set: 4096 x 320 samples, 10 MB in float64
 
 
 def frame_levels_db(wave: np.ndarray, hop: int) -> np.ndarray:
     """Mean power in dB of each model frame's ``hop`` samples (frame ``t``: samples
-    ``t * hop`` to ``(t + 1) * hop``); (T,) for ``T = len(wave) // hop``."""
+    ``t * hop`` to ``(t + 1) * hop``); (T,) for ``T = len(wave) // hop``. Computed a block of
+    frames at a time, so an hour of audio needs no second copy of itself."""
     frames = len(wave) // hop
-    power = np.square(np.asarray(wave[: frames * hop], dtype=np.float64)).reshape(frames, hop).mean(axis=1)
+    power = np.empty(frames)
+    for first in range(0, frames, FRAMES_PER_BLOCK):
+        stop = min(frames, first + FRAMES_PER_BLOCK)
+        block = np.asarray(wave[first * hop : stop * hop], dtype=np.float64).reshape(stop - first, hop)
+        power[first:stop] = np.square(block).mean(axis=1)
     return 10.0 * np.log10(power + 1e-12)
 
 
@@ -51,6 +60,16 @@ def silent_frames(levels_db: np.ndarray) -> np.ndarray | None:
     if speech - floor < MIN_CONTRAST_DB:
         return None
     return levels_db < floor + SILENCE_SHARE * (speech - floor)
+
+
+def check_word_edges(word_edges: str) -> None:
+    if word_edges not in WORD_EDGES:
+        raise ValueError(f"word_edges must be one of {', '.join(WORD_EDGES)}, got {word_edges!r}")
+
+
+def silent_frames_of(wave: np.ndarray, hop: int, word_edges: str) -> np.ndarray | None:
+    """`silent_frames` of ``wave`` for ``word_edges="pauses"``; None (leave the path's times) for "ctc"."""
+    return silent_frames(frame_levels_db(wave, hop)) if word_edges == "pauses" else None
 
 
 def snap_to_pauses(words: Sequence[WordSpan], silent: np.ndarray | None, frame_seconds: float) -> list[WordSpan]:

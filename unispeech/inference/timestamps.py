@@ -8,8 +8,10 @@ samples (20 ms at the default strides), so a token spans ``first * frame_seconds
 ``(last + 1) * frame_seconds``: the start of its first frame to the end of its last.
 
 Words are runs of tokens between word delimiters (``|``, the space of character
-vocabularies too); a word spans its first token's start to its last token's end. A phone
-word's text is its phones joined by spaces, a character word's its characters joined.
+vocabularies too); a word spans its first token's start to its last token's end, except next
+to silence when the audio's level is given (``unispeech.inference.pauses``: the last word
+then ends where speech does, not ~100 ms early with its last token's onset). A phone word's
+text is its phones joined by spaces, a character word's its characters joined.
 Special symbols (``<unk>`` ...) are in the token list but in no word, as in
 ``unispeech.tasks.metrics.words``.
 """
@@ -20,7 +22,11 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from unispeech.data.tokenizer import UNK, WORD_DELIMITER
+from unispeech.inference.alignment import TokenSpan as PathToken, WordSpan
+from unispeech.inference.pauses import snap_to_pauses
 from unispeech.tasks.metrics import SPECIAL_TOKENS
 
 # JSON times are rounded to the millisecond: frames are 20 ms, and this hides float noise
@@ -67,17 +73,20 @@ def token_segments(spans: Sequence[TokenSpan], frame_seconds: float) -> list[Seg
     ]
 
 
-def word_segments(spans: Sequence[TokenSpan], frame_seconds: float, tokenizer_kind: str) -> list[Segment]:
-    """Words (split at ``|``) with their start and end in seconds; see the module docstring."""
+def word_segments(
+    spans: Sequence[TokenSpan], frame_seconds: float, tokenizer_kind: str, silent: np.ndarray | None = None
+) -> list[Segment]:
+    """Words (split at ``|``) with their start and end in seconds; see the module docstring.
+    ``silent`` (one flag per frame, `pauses.silent_frames`) moves the edges of words next to
+    silence to where the audio says speech stops and starts (`pauses.snap_to_pauses`)."""
     joiner = " " if tokenizer_kind == "phones" else ""
-    words: list[Segment] = []
+    words: list[WordSpan] = []
     current: list[TokenSpan] = []
 
     def close_word() -> None:
         if current:
-            text = joiner.join(span.token for span in current)
-            start = _seconds(current[0].first_frame, frame_seconds)
-            words.append(Segment(text, start, _seconds(current[-1].last_frame + 1, frame_seconds)))
+            tokens = tuple(PathToken(s.token, s.first_frame, s.last_frame + 1, 0.0) for s in current)
+            words.append(WordSpan(joiner.join(s.token for s in current), tokens, tokens[0].start, tokens[-1].end))
             current.clear()
 
     for span in spans:
@@ -86,21 +95,25 @@ def word_segments(spans: Sequence[TokenSpan], frame_seconds: float, tokenizer_ki
         elif span.token not in SPECIAL_TOKENS:
             current.append(span)
     close_word()
-    return words
+    if silent is not None:
+        words = snap_to_pauses(words, silent, frame_seconds)
+    return [Segment(w.word, _seconds(w.start, frame_seconds), _seconds(w.end, frame_seconds)) for w in words]
 
 
-def timestamp_fields(spans: Sequence[TokenSpan], frame_seconds: float, tokenizer_kind: str) -> dict[str, list]:
-    """The ``token_timestamps`` and ``words`` of a JSON record."""
+def timestamp_fields(
+    spans: Sequence[TokenSpan], frame_seconds: float, tokenizer_kind: str, silent: np.ndarray | None = None
+) -> dict[str, list]:
+    """The ``token_timestamps`` and ``words`` of a JSON record (``silent``: as `word_segments`)."""
     return {
         "token_timestamps": [
             {"token": s.text, "start": s.start, "end": s.end} for s in token_segments(spans, frame_seconds)
         ],
         "words": [
             {"word": s.text, "start": s.start, "end": s.end}
-            for s in word_segments(spans, frame_seconds, tokenizer_kind)
+            for s in word_segments(spans, frame_seconds, tokenizer_kind, silent)
         ],
     }
 
 
-def _seconds(frame: int, frame_seconds: float) -> float:
+def _seconds(frame: float, frame_seconds: float) -> float:
     return round(frame * frame_seconds, DECIMALS)
