@@ -42,7 +42,9 @@ class PreemptionCheckpoint(L.Callback):
             # Lightning marks the epoch complete before its end-of-epoch checkpoint, and a run
             # continued from that one would start the next epoch and never see the rest of this
             # one: keep the state of this step, to become last.ckpt once the run has ended
-            trainer.save_checkpoint(str(self.mid_epoch_path))
+            # (the whole state, optimizer included; saying so also keeps Lightning from logging
+            # that it defaulted to it)
+            trainer.save_checkpoint(str(self.mid_epoch_path), weights_only=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after every on_train_end, where ModelCheckpoint may write last.ckpt once more
@@ -59,7 +61,7 @@ class PreemptionCheckpoint(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         if self.saved_at_step == trainer.global_step:
             return
-        trainer.save_checkpoint(str(self.path))
+        trainer.save_checkpoint(str(self.path), weights_only=False)  # the whole state: a resume point
         self.saved_at_step = trainer.global_step
         rank_zero_info(f"SIGTERM received: saved {self.path} at step {trainer.global_step}")
 
