@@ -142,6 +142,7 @@ def test_a_release_without_any_listed_clip_is_a_clear_error(paper_lists, tmp_pat
         ps.load_paper_split(tmp_path, "fr", "test", cache_dir=None)
     assert str(folder) in str(error.value)
     assert str(paper_lists / "fr" / "test_1h.clips") in str(error.value) and "none of the 3 clips" in str(error.value)
+    assert "data.paper_splits=false" in str(error.value)  # the way out, for a release without the paper's clips
 
 
 def test_locales_without_paper_splits_list_the_ones_with(tmp_path):

@@ -106,3 +106,25 @@ def test_training_loader_resumes_mid_epoch(manifest_folder):
     resumed.load_state_dict(loader.state_dict())
     resumed.batch_sampler.set_epoch(3)
     assert seen + [b["ids"] for b in resumed] == [b["ids"] for b in loader]
+
+
+def test_more_loader_workers_than_usable_cpus_are_capped_and_said_once(manifest_folder, monkeypatch, caplog):
+    from unispeech.data import loaders
+
+    monkeypatch.setattr(loaders, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(loaders, "_said_capped", set())
+    dm = UniSpeechDataModule(
+        corpus=str(manifest_folder),
+        label_type="chars",
+        num_workers=6,  # a GPU node's setting, run on a 2-core laptop
+        test_splits=[],
+        cache_dir=str(manifest_folder / "c"),
+    )
+    dm.setup("fit")
+    with caplog.at_level("INFO", logger="unispeech.data"):
+        train, val = dm.train_dataloader(), dm.val_dataloader()
+    val = val[0] if isinstance(val, list) else val
+    assert train.loader.num_workers == val.num_workers == 2
+    said = [r.getMessage() for r in caplog.records if "num_workers" in r.getMessage()]
+    assert said == ["data.num_workers=6 is more than the 2 CPUs this process may use: using 2"]
+    assert loaders.worker_count(1) == 1 and loaders.worker_count(0) == 0

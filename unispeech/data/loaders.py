@@ -14,6 +14,7 @@ indices: no audio is decoded for the skipped batches.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,26 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .collate import Collator
+from .cpus import usable_cpus
 from .dataset import SpeechDataset
 from .sampler import DurationBucketSampler
+
+logger = logging.getLogger("unispeech.data")
+_said_capped: set[tuple[int, int]] = set()
+
+
+def worker_count(requested: int) -> int:
+    """``requested`` loader workers, at most one per CPU this process may use: more only
+    compete for the same cores (and torch warns about each loader). Said once."""
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested
+    if (requested, cpus) not in _said_capped:
+        _said_capped.add((requested, cpus))
+        logger.info(
+            "data.num_workers=%d is more than the %d CPUs this process may use: using %d", requested, cpus, cpus
+        )
+    return cpus
 
 
 @dataclass(frozen=True)
@@ -61,13 +80,14 @@ class LoaderOptions:
             rank=rank,
             index_source=index_source,
         )
+        workers = worker_count(self.num_workers)
         return DataLoader(
             dataset,
             batch_sampler=sampler,
             collate_fn=Collator(),
-            num_workers=self.num_workers,
+            num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            persistent_workers=self.persistent_workers and workers > 0,
         )
 
 

@@ -213,7 +213,8 @@ def _clips_in_release(
         counts = ", ".join(f"{reason.split(': ')[1]}: {len(ids)}" for reason, ids in report.skipped.items())
         raise FileNotFoundError(
             f"none of the {len(paper.clips)} clips listed in {paper.clips_file} is in the CommonVoice "
-            f"release at {locale_dir} ({counts}); is this the right locale folder, with its TSVs and clips/?"
+            f"release at {locale_dir} ({counts}); is this the right locale folder, with its TSVs and clips/? "
+            "(data.paper_splits=false fine-tunes on a seeded 1-hour subset of the release's own train split)"
         )
     return keep
 

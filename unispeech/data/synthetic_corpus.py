@@ -52,6 +52,7 @@ import soundfile as sf
 from .audio import resample
 from .commonvoice import CV_COLUMNS
 from .corpus import build_in_place, default_cache_dir
+from .cpus import usable_cpus
 from .demo_corpus import CLIP_RATE, _write_tsv
 
 logger = logging.getLogger("unispeech.data")
@@ -694,13 +695,6 @@ def _pool_context():
     return get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -728,7 +722,7 @@ def generate_replication_corpus(
     start = time.perf_counter()
     release = Path(target) / _release_name(size)
     tasks = _plan_tasks(release, size, seed, plan_speakers(size, seed, noise))
-    workers = max(1, min(num_workers or _default_workers(), len(tasks)))
+    workers = max(1, min(num_workers or usable_cpus(), len(tasks)))
     results = _synthesise(tasks, workers, seed, f"replication corpus ({size})", progress)
     for locale in LOCALES:
         _write_locale(
