@@ -77,6 +77,11 @@ def test_words_either_side_of_a_pause_meet_its_edges_and_a_stop_closure_is_no_pa
     snapped = snap_to_pauses(words, silent, FRAME_S)
     assert [(w.start, w.end) for w in snapped] == [(10.0, 40.0), (60.0, 72.0), (72.0, 90.0)]
     assert [w.tokens for w in snapped] == [w.tokens for w in words]  # token times are the path's
+    # a 2-frame closure right after the first word's last token, then speech, then the pause:
+    # the word goes on to the pause (the longest silent run), not to the closure
+    silent = _silent(100, [(10, 32), (34, 40), (60, 90)])
+    snapped = snap_to_pauses([_word("ab", [12, 30], end=50.5), _word("cd", [62, 66])], silent, FRAME_S)
+    assert [(w.start, w.end) for w in snapped] == [(10.0, 40.0), (60.0, 90.0)]
 
 
 @pytest.fixture(scope="module")

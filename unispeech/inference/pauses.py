@@ -11,10 +11,11 @@ in the middle of the pause. Where speech stops the audio goes quiet, so the leve
 - the last word ends at the first silent frame after its last token (at most
   ``MAX_REACH_S`` on); the first word starts after the last silent frame before its first
   token (the same reach);
-- two words with a pause between them (a silent run of at least ``MIN_PAUSE_S`` between the
-  first's last token and the second's first) meet it at its edges: the first ends where the
-  pause begins, the second starts where it ends. Shorter silences are the closures of stops
-  inside speech and leave the boundary where the path put it.
+- two words with a pause between them (a run of silent frames of at least ``MIN_PAUSE_S``
+  between the first's last token and the second's first; the longest such run) meet it at
+  its edges: the first ends where the pause begins, the second starts where it ends. Shorter
+  silences are the closures of stops inside speech and leave the boundary where the path put
+  it.
 
 Measured against espeak-ng's word timing in docs/inference.md ("How accurate").
 """
@@ -84,15 +85,10 @@ def snap_to_pauses(words: Sequence[WordSpan], silent: np.ndarray | None, frame_s
     first_start = words[0].tokens[0].start
     words[0] = replace(words[0], start=float(_speech_onset(silent, first_start, max(0, first_start - reach))))
     for i in range(len(words) - 1):
-        speech_end = words[i].tokens[-1].end
-        next_start = words[i + 1].tokens[0].start
-        pause_start = _first_silent(silent, speech_end, next_start)
-        if pause_start is None:
-            continue
-        pause_end = _speech_onset(silent, next_start, pause_start)
-        if pause_end - pause_start >= min_pause:
-            words[i] = replace(words[i], end=float(pause_start))
-            words[i + 1] = replace(words[i + 1], start=float(pause_end))
+        pause = _longest_silent_run(silent, words[i].tokens[-1].end, words[i + 1].tokens[0].start)
+        if pause is not None and pause[1] - pause[0] >= min_pause:
+            words[i] = replace(words[i], end=float(pause[0]))
+            words[i + 1] = replace(words[i + 1], start=float(pause[1]))
     last_end = words[-1].tokens[-1].end
     limit = min(total, last_end + reach)
     end = _first_silent(silent, last_end, limit)
@@ -105,6 +101,20 @@ def _first_silent(silent: np.ndarray, start: int, stop: int) -> int | None:
     """The first silent frame in ``start .. stop - 1``, or None."""
     hits = np.flatnonzero(silent[start:stop])
     return start + int(hits[0]) if len(hits) else None
+
+
+def _longest_silent_run(silent: np.ndarray, start: int, stop: int) -> tuple[int, int] | None:
+    """The longest run of silent frames in ``start .. stop - 1`` as (first, one past the last),
+    the earliest of equals; None without a silent frame."""
+    best, run_start = None, None
+    for frame in range(start, stop + 1):
+        if frame < stop and silent[frame]:
+            run_start = frame if run_start is None else run_start
+        elif run_start is not None:
+            if best is None or frame - run_start > best[1] - best[0]:
+                best = (run_start, frame)
+            run_start = None
+    return best
 
 
 def _speech_onset(silent: np.ndarray, token_start: int, lowest: int) -> int:
