@@ -89,6 +89,22 @@ def test_one_cross_lingual_recipe_serves_every_language(short, tmp_path):
     assert finetune.task.module.scheduler._target_ == "unispeech.tasks.schedules.tri_stage"
 
 
+def test_the_demo_takes_a_second_target_language_and_names_the_ones_it_has(tmp_path):
+    from unispeech.training.stages import stage_command
+
+    family = compose_config(["language=fr"])
+    assert family.recipe_info.name == "demo" and list(family.parameters) == ["language"]
+    commands = [stage_command(stage, family, ["language=fr"]) for stage in family.stages]
+    assert all(command.count("language=fr") == 1 for command in commands)  # passed on to each stage once
+    pretrain = compose_config(["recipe=demo/pretrain", "language=fr"])
+    assert pretrain.data.unlabeled_corpus.endswith("/fr") and pretrain.data.corpus.endswith("/en")
+    finetune = compose_config(["recipe=demo/finetune", "language=fr"])
+    assert finetune.data.corpus.endswith("/fr")
+    assert compose_config([]).data.unlabeled_corpus.endswith("/es")  # the default stays Spanish
+    with pytest.raises(MissingDataError, match="locales en, es and fr: language=es .* or language=fr"):
+        check_required_paths(compose_config(["language=de"]))
+
+
 def test_plus_recipe_from_older_docs_still_works():
     assert normalise_argv(["train", "+recipe=commonvoice_fr", "x=1"]) == ["train", "recipe=commonvoice_fr", "x=1"]
 
