@@ -292,11 +292,15 @@ def _sample(symbols: Sequence[str], limit: int = 8) -> str:
     return shown + (f" and {len(symbols) - limit} more" if len(symbols) > limit else "")
 
 
+# the demo recipes' target languages (recipes/demo, `language=`)
+DEMO_TARGETS = ("es", "fr")
+
+
 def _data_hint(voice: str, data_name: str) -> str:
     locale = next((loc for loc, v in LOCALE_TO_VOICE.items() if v == voice), voice) if voice else "LOCALE"
     hints = [
         f"recipe=commonvoice/finetune language={locale} for a CommonVoice model",
-        "data=demo_ctc for the demo's Spanish one",
+        f"data=demo_ctc language={locale if locale in DEMO_TARGETS else 'es'} for a demo model",
         "data=NAME data.corpus=PATH for another corpus",
     ]
     return ", ".join(hint for hint in hints if hint.split(" for ")[0] not in data_name)

@@ -122,6 +122,9 @@ def test_vocabularies_are_compared_by_symbol_not_id():
         check_vocabularies("m", model_info(phones, language="es"), FakeTokenizer(phones, language="en-us"), "data=x")
     check_vocabularies("m", model_info(phones, language="fr-fr"), FakeTokenizer(phones, language="fr"), "data=x")
     check_vocabularies("m", model_info(phones[5:]), FakeTokenizer(phones), "data=x", allow_mismatch=True)
+    # a French demo model on the demo's default (Spanish) data: the hint names language=fr
+    with pytest.raises(ConfigError, match="data=demo_ctc language=fr for a demo model"):
+        check_vocabularies("m", model_info(phones, language="fr-fr"), FakeTokenizer(phones, language="es"), "data=x")
 
 
 # -- decoder=beam ----------------------------------------------------------------------------
