@@ -19,6 +19,11 @@ n - 1 between words, where it ends), and for each kind apart: the absolute error
 median, share within 20/50/100 ms) and the mean signed error (positive: the aligner is late).
 The aligner's frames are 20 ms; the words a sentence's alignment flags ``low_score`` are counted.
 ``--word-edges`` is the aligner's option: ``pauses`` (its default) or ``ctc``.
+
+``--transcribe`` scores `unispeech.transcribe --timestamps` instead: its words are the model's
+own, paired with the references by position in files with as many; every file's first start
+and last end are scored, and ``words_across_a_pause`` counts the words whose times run across
+the middle of a pause between two sentences (of ``pauses`` in all).
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ def compare(references: list[dict], records: list[dict], pair_by: str = "words")
     every file's first start and last end (``file_speech_start``, ``file_speech_end``)."""
     errors: dict[str, list[float]] = {"speech_start": [], "between_words": [], "speech_end": []}
     file_edges: dict[str, list[float]] = {"file_speech_start": [], "file_speech_end": []}
-    unpaired, failed, low = 0, 0, 0
+    unpaired, failed, low, across_pauses = 0, 0, 0, 0
     for reference, record in zip(references, records):
         if record.get("error"):
             failed += 1
@@ -128,6 +133,13 @@ def compare(references: list[dict], records: list[dict], pair_by: str = "words")
         if pair_by == "count" and words:  # the file's first and last word, whatever the words between
             file_edges["file_speech_start"].append(words[0]["start"] - reference["starts"][0])
             file_edges["file_speech_end"].append(words[-1]["end"] - reference["ends"][-1])
+        across_pauses += sum(
+            1
+            for k in range(len(reference["words"]) - 1)
+            if reference["sentence_end"][k]
+            for w in words
+            if w["start"] < (reference["ends"][k] + reference["starts"][k + 1]) / 2 < w["end"]
+        )
         paired = (
             len(words) == len(reference["words"])
             if pair_by == "count"
@@ -150,6 +162,8 @@ def compare(references: list[dict], records: list[dict], pair_by: str = "words")
         "failed": failed,
         "unpaired": unpaired,
         "low_score_words": low,
+        "pauses": sum(sum(r["sentence_end"]) - 1 for r in references),
+        "words_across_a_pause": across_pauses,
         "all_boundaries": summary(every),
         **{name: summary(values) for name, values in errors.items()},
         **{name: summary(values) for name, values in file_edges.items() if values},

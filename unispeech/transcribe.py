@@ -12,8 +12,9 @@ transformers' processor) gives it: phones separated by spaces, without the word 
 ``|``; or characters joined into words separated by spaces. ``tokens`` keeps every symbol,
 ``|`` included. ``--timestamps`` adds ``words`` and ``token_timestamps`` (start and end in
 seconds); ``--format srt|vtt|ctm`` writes subtitles or CTM from the word times. Words next to
-silence begin and end where the audio's level says (``--word-edges pauses``, the default;
-``ctc``: the tokens' own frames). See docs/inference.md.
+silence begin and end where the audio's level says, and a decoded word that runs across a
+pause is split there (``--word-edges pauses``, the default; ``ctc``: the tokens' own frames).
+See docs/inference.md.
 
 Recordings longer than ``--chunk-length-s`` (20 s) are decoded in overlapping windows whose
 frames are stitched (``unispeech.inference.chunking``), so memory does not grow with their

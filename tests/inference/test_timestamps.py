@@ -99,6 +99,19 @@ def test_silence_moves_the_edges_of_words_next_to_it_and_leaves_tokens_alone():
     assert timestamp_fields(spans, FRAME, "phones")["words"][-1]["end"] == 0.28  # the path alone
 
 
+def test_a_decoded_word_across_a_pause_is_two_words_and_a_closure_splits_nothing():
+    # "h ə" then 'w ɜː' with no delimiter between them (a model that emits none at a sentence's
+    # end), the two halves 15 frames (0.3 s) of silence apart; a stop closure of 3 frames
+    # (60 ms) inside the second half
+    frames = [0, 5, 0, 6] + [0] * 15 + [7, 0, 0, 0, 0, 8, 0]
+    spans = greedy_token_spans(frames, PHONES)
+    silent = np.zeros(len(frames), dtype=bool)
+    silent[0] = silent[4:19] = silent[21:24] = silent[-1] = True
+    words = word_segments(spans, FRAME, "phones", silent)
+    assert [(w.text, w.start, w.end) for w in words] == [("h ə", 0.02, 0.08), ("w ɜː", 0.38, 0.5)]
+    assert [w.text for w in word_segments(spans, FRAME, "phones")] == ["h ə w ɜː"]  # the path alone
+
+
 def test_json_fields_keep_every_token_and_round_to_the_millisecond():
     spans = greedy_token_spans([0, 5, 0, 4, 7, 7, 7], PHONES)
     fields = timestamp_fields(spans, 1 / 3, "phones")  # a frame duration with no exact decimal

@@ -43,3 +43,11 @@ def test_references_of_sentences_joined_by_pauses_and_their_scoring(tmp_path):
     assert late["all_boundaries"]["mean_signed_ms"] == 30.0 and late["all_boundaries"]["within_20ms_pct"] == 0
     wrong = alignment_error.compare(references, [record(references[0]), {"words": []}])
     assert wrong["unpaired"] == 1 and wrong["speech_end"]["count"] == 2
+    # transcription: words paired by count; one word run across the pause between the sentences
+    joined = record(references[0])
+    last = first["sentence_end"].index(True)
+    joined["words"][last : last + 2] = [{**joined["words"][last], "end": joined["words"][last + 1]["end"]}]
+    scored = alignment_error.compare(references, [joined, record(references[1])], pair_by="count")
+    assert exact["pauses"] == 1 and exact["words_across_a_pause"] == 0
+    assert scored["words_across_a_pause"] == 1 and scored["unpaired"] == 1
+    assert scored["file_speech_start"]["count"] == 2 and scored["file_speech_end"]["mean_abs_ms"] == 0

@@ -38,6 +38,7 @@ def add_word_edges_option(parser: argparse.ArgumentParser) -> None:
         "--word-edges",
         choices=WORD_EDGES,
         default="pauses",
-        help="pauses: words before and after silence end and start where the audio's level says; "
-        "ctc: the CTC path's times alone (default: pauses)",
+        help="pauses: words before and after silence end and start where the audio's level says (and, "
+        "transcribing, a word decoded across a pause is split there); ctc: the CTC path's times alone "
+        "(default: pauses)",
     )

@@ -17,6 +17,10 @@ in the middle of the pause. Where speech stops the audio goes quiet, so the leve
   silences are the closures of stops inside speech and leave the boundary where the path put
   it.
 
+In a transcription (where the words are the decoder's), a word whose tokens straddle a
+silence of at least ``SPLIT_PAUSE_S`` is split there (`split_at_pauses`): a model trained on
+single sentences often emits no word delimiter between two sentences.
+
 Measured against espeak-ng's word timing in docs/inference.md ("How accurate").
 """
 
@@ -36,6 +40,10 @@ SILENCE_SHARE = 0.15
 MIN_CONTRAST_DB = 10.0
 MAX_REACH_S = 0.5
 MIN_PAUSE_S = 0.15
+# A silence this long between two tokens of what the decoder output as one word is a word
+# boundary it missed (models trained on single sentences emit no delimiter at a sentence's
+# end); stop closures, and a geminate's, are shorter.
+SPLIT_PAUSE_S = 0.25
 FRAMES_PER_BLOCK = 4096  # frame_levels_db's working set: 4096 x 320 samples, 10 MB in float64
 
 
@@ -101,6 +109,18 @@ def _first_silent(silent: np.ndarray, start: int, stop: int) -> int | None:
     """The first silent frame in ``start .. stop - 1``, or None."""
     hits = np.flatnonzero(silent[start:stop])
     return start + int(hits[0]) if len(hits) else None
+
+
+def split_at_pauses(frames: Sequence[tuple[int, int]], silent: np.ndarray, frame_seconds: float) -> list[int]:
+    """Where one decoded word should be two or more: the indices ``i`` of its tokens (given as
+    (first frame, one past the last)) that follow a silent run of at least ``SPLIT_PAUSE_S``."""
+    min_run = round(SPLIT_PAUSE_S / frame_seconds)
+    splits = []
+    for i in range(1, len(frames)):
+        pause = _longest_silent_run(silent, frames[i - 1][1], frames[i][0])
+        if pause is not None and pause[1] - pause[0] >= min_run:
+            splits.append(i)
+    return splits
 
 
 def _longest_silent_run(silent: np.ndarray, start: int, stop: int) -> tuple[int, int] | None:

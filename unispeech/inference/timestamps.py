@@ -10,7 +10,8 @@ samples (20 ms at the default strides), so a token spans ``first * frame_seconds
 Words are runs of tokens between word delimiters (``|``, the space of character
 vocabularies too); a word spans its first token's start to its last token's end, except next
 to silence when the audio's level is given (``unispeech.inference.pauses``: the last word
-then ends where speech does, not ~100 ms early with its last token's onset). A phone word's
+then ends where speech does, not ~100 ms early with its last token's onset, and a word whose
+tokens straddle a pause of 0.25 s or more is two words). A phone word's
 text is its phones joined by spaces, a character word's its characters joined.
 Special symbols (``<unk>`` ...) are in the token list but in no word, as in
 ``unispeech.tasks.metrics.words``.
@@ -26,7 +27,7 @@ import numpy as np
 
 from unispeech.data.tokenizer import UNK, WORD_DELIMITER
 from unispeech.inference.alignment import TokenSpan as PathToken, WordSpan
-from unispeech.inference.pauses import snap_to_pauses
+from unispeech.inference.pauses import snap_to_pauses, split_at_pauses
 from unispeech.tasks.metrics import SPECIAL_TOKENS
 
 # JSON times are rounded to the millisecond: frames are 20 ms, and this hides float noise
@@ -84,10 +85,14 @@ def word_segments(
     current: list[TokenSpan] = []
 
     def close_word() -> None:
-        if current:
-            tokens = tuple(PathToken(s.token, s.first_frame, s.last_frame + 1, 0.0) for s in current)
-            words.append(WordSpan(joiner.join(s.token for s in current), tokens, tokens[0].start, tokens[-1].end))
-            current.clear()
+        if not current:
+            return
+        tokens = [PathToken(s.token, s.first_frame, s.last_frame + 1, 0.0) for s in current]
+        splits = [] if silent is None else split_at_pauses([(t.start, t.end) for t in tokens], silent, frame_seconds)
+        for first, stop in zip([0, *splits], [*splits, len(tokens)]):
+            part = tuple(tokens[first:stop])
+            words.append(WordSpan(joiner.join(t.token for t in part), part, part[0].start, part[-1].end))
+        current.clear()
 
     for span in spans:
         if span.token in (WORD_DELIMITER, " "):
