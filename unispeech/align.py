@@ -54,6 +54,7 @@ from unispeech.inference.audio_files import (
     describe_audio_error,
     min_input_samples,
 )
+from unispeech.inference.chunking import FrameGrid
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
     SOME_FAILED,
@@ -103,7 +104,7 @@ class Aligner:
         self.seconds_per_frame = frame_seconds(self.model.config)
         self.min_word_score = min_word_score
         self.word_edges = word_edges
-        self.hop = round(self.seconds_per_frame * SAMPLING_RATE)  # samples per output frame
+        self.hop = FrameGrid.of(self.model.config).hop  # samples per output frame
         self.failed = 0  # files the last `align` call could not align
 
     @torch.inference_mode()

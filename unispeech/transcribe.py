@@ -297,7 +297,7 @@ class Transcriber:
 
     def _batches(self, order: list[Path], durations: dict[Path, float], batch_size: int) -> list[list[Path]]:
         """Files longer than one window go one a batch (their windows are batched instead), so
-        that decoding ahead holds at most 1 + LOOKAHEAD_BATCHES long recordings in memory."""
+        that decoding ahead holds at most 1 + audio_files.LOOKAHEAD_BATCHES long recordings in memory."""
         is_long = {path: self.is_long(round(durations[path] * SAMPLING_RATE)) for path in order}
         long = [path for path in order if is_long[path]]
         short = [path for path in order if not is_long[path]]

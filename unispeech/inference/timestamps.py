@@ -11,8 +11,8 @@ Words are runs of tokens between word delimiters (``|``, the space of character
 vocabularies too); a word spans its first token's start to its last token's end, except next
 to silence when the audio's level is given (``unispeech.inference.pauses``: the last word
 then ends where speech does, not ~100 ms early with its last token's onset, and a word whose
-tokens straddle a pause of 0.25 s or more is two words). A phone word's
-text is its phones joined by spaces, a character word's its characters joined.
+tokens straddle a pause of 0.25 s or more is two words). A phone word's text is its phones
+joined by spaces, a character word's its characters joined.
 Special symbols (``<unk>`` ...) are in the token list but in no word, as in
 ``unispeech.tasks.metrics.words``.
 """
@@ -78,8 +78,9 @@ def word_segments(
     spans: Sequence[TokenSpan], frame_seconds: float, tokenizer_kind: str, silent: np.ndarray | None = None
 ) -> list[Segment]:
     """Words (split at ``|``) with their start and end in seconds; see the module docstring.
-    ``silent`` (one flag per frame, `pauses.silent_frames`) moves the edges of words next to
-    silence to where the audio says speech stops and starts (`pauses.snap_to_pauses`)."""
+    ``silent`` (one flag per frame, `pauses.silent_frames`) splits a word at a pause inside it
+    (`pauses.split_at_pauses`) and moves the edges of words next to silence to where the audio
+    says speech stops and starts (`pauses.snap_to_pauses`)."""
     joiner = " " if tokenizer_kind == "phones" else ""
     words: list[WordSpan] = []
     current: list[TokenSpan] = []
