@@ -128,6 +128,25 @@ def test_peaky_posteriors_give_the_exact_segments_and_word_times():
     assert record["duration"] == 0.405 and record["score"] == pytest.approx(0.9)
 
 
+def test_long_paths_across_several_packed_pointer_blocks_are_exact():
+    # 700 and 530 frames (pointers are packed PACK_FRAMES = 256 frames at a time), 63 and 40
+    # tokens (2 L + 1 states, not a multiple of the 4 packed to a byte), one peak every 11 or 13
+    # frames, repeats among them (each needs its blank), in one batch
+    rows = [(700, [A, B, C, D, C, C, B] * 9, 11), (530, [D, D, A, B] * 10, 13)]
+    log_probs = torch.full((2, 700, len(VOCAB)), math.log(0.01))
+    log_probs[..., BLANK] = math.log(0.9)
+    expected = []
+    for row, (frames, target, every) in enumerate(rows):
+        peaks = [(5 + every * k, token) for k, token in enumerate(target)]
+        assert peaks[-1][0] < frames
+        for frame, token in peaks:
+            log_probs[row, frame, BLANK], log_probs[row, frame, token] = math.log(0.01), math.log(0.9)
+        expected.append([(VOCAB[token], frame, frame + 1) for frame, token in peaks])
+    alignments = align(log_probs, torch.tensor([700, 530]), [t for _, t, _ in rows], VOCAB)
+    assert [[(t.token, t.start, t.end) for t in a.tokens] for a in alignments] == expected
+    assert len(alignments[1].frame_tokens) == 530
+
+
 def test_a_word_the_audio_does_not_contain_is_flagged_low_score():
     # the audio says "ab c"; the transcript says "ab d c": d gets frames where the model hears blank
     log_probs = _peaky(20, {3: A, 4: A, 7: B, 10: DELIM, 14: C, 15: C, 16: C}, peak=0.99)

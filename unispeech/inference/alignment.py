@@ -34,6 +34,7 @@ from unispeech.data.tokenizer import WORD_DELIMITER
 BLANK_ID = 0
 # pointer values: which predecessor state the best path came from
 _STAY, _STEP, _SKIP = 0, 1, 2
+PACK_FRAMES = 256  # frames of pointers packed at once (`_forward`)
 
 
 class AlignmentError(ValueError):
@@ -200,12 +201,18 @@ def _forward(
     emissions: Callable[[int], torch.Tensor], num_frames: int, can_skip: torch.Tensor, frame_lengths: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best path score into each state after each row's last frame (B, S), and per frame
-    and state the move that got there (B, T, S): _STAY, _STEP (from s-1) or _SKIP (from s-2).
+    and state the move that got there: _STAY, _STEP (from s-1) or _SKIP (from s-2), packed
+    four states to a byte (B, T, ceil(S / 4)), state ``s`` in bits ``2 (s % 4)`` of byte ``s // 4``.
     ``emissions(t)``: the states' log-posteriors at frame ``t`` (B, S)."""
     batch, num_states = can_skip.shape
     device = can_skip.device
     neg_inf = torch.tensor(float("-inf"), device=device)
-    pointers = torch.zeros(batch, num_frames, num_states, dtype=torch.uint8, device=device)
+    # a move is one of three values: 2 bits, four states to a byte (an hour of audio and its
+    # transcript: 5 GB of pointers instead of 20). Moves are kept a block of frames at a time
+    # and packed together, so that packing adds no per-frame operations.
+    packed_states = -(-num_states // 4) * 4
+    pointers = torch.zeros(batch, num_frames, packed_states // 4, dtype=torch.uint8, device=device)
+    block = torch.zeros(batch, PACK_FRAMES, packed_states, dtype=torch.uint8, device=device)
     score = torch.full((batch, num_states), float("-inf"), device=device)  # (B, S)
     score[:, :2] = emissions(0)[:, :2]
     for t in range(1, num_frames):
@@ -218,7 +225,13 @@ def _forward(
         best = torch.where(from_step, step, score)
         from_skip = skip > best
         best = torch.where(from_skip, skip, best)
-        pointers[:, t] = torch.where(from_skip, _SKIP, torch.where(from_step, _STEP, _STAY)).to(torch.uint8)
+        block[:, t % PACK_FRAMES, :num_states] = torch.where(from_skip, _SKIP, torch.where(from_step, _STEP, _STAY))
+        if t % PACK_FRAMES == PACK_FRAMES - 1 or t == num_frames - 1:
+            first = t - t % PACK_FRAMES
+            moves = block[:, : t - first + 1]  # (B, frames, S padded)
+            pointers[:, first : t + 1] = (
+                moves[..., 0::4] | (moves[..., 1::4] << 2) | (moves[..., 2::4] << 4) | (moves[..., 3::4] << 6)
+            )
         active = (t < frame_lengths)[:, None]
         score = torch.where(active, best + emissions(t), score)
     return score, pointers
@@ -231,11 +244,14 @@ def _backtrack(pointers: torch.Tensor, current: torch.Tensor, frame_lengths: tor
     batch, num_frames, _ = pointers.shape
     states = torch.full((batch, num_frames), -1, dtype=torch.long)
     rows = torch.arange(batch)
-    for t in range(num_frames - 1, -1, -1):
-        active = t < frame_lengths
-        states[:, t] = torch.where(active, current, -1)
-        moved = current - pointers[rows, t, current].long()
-        current = torch.where(active & (t > 0), moved, current)
+    for first in range((num_frames - 1) // PACK_FRAMES * PACK_FRAMES, -1, -PACK_FRAMES):
+        packed = pointers[:, first : first + PACK_FRAMES]  # (B, n, S / 4): unpacked a block at a time
+        moves = torch.stack([(packed >> shift) & 3 for shift in (0, 2, 4, 6)], dim=-1).flatten(2)  # (B, n, S)
+        for t in range(min(num_frames, first + PACK_FRAMES) - 1, first - 1, -1):
+            active = t < frame_lengths
+            states[:, t] = torch.where(active, current, -1)
+            moved = current - moves[rows, t - first, current].long()
+            current = torch.where(active & (t > 0), moved, current)
     return states
 
 
