@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from unispeech.data.audio import SAMPLING_RATE
@@ -54,10 +55,11 @@ from unispeech.inference.audio_files import (
     describe_audio_error,
     min_input_samples,
 )
-from unispeech.inference.chunking import FrameGrid
+from unispeech.inference.chunking import DEFAULT_CHUNK_LENGTH_S, FrameGrid, context_frames, windowed_logits
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
     SOME_FAILED,
+    add_chunk_options,
     add_word_edges_option,
     positive_int,
     progress_bar,
@@ -75,6 +77,7 @@ DEFAULT_MIN_WORD_SCORE = 0.02
 # a CPU too: the Viterbi pass costs the same per frame for 1 file as for 8 (measured with the
 # demo model, 1 thread: 32 clips in 1.5 s one at a time, 0.54 s in batches of 8).
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
+WINDOWS_PER_BATCH = 4  # windows of a long recording run at once
 
 
 class Aligner:
@@ -87,6 +90,8 @@ class Aligner:
         language: str | None = None,
         min_word_score: float = DEFAULT_MIN_WORD_SCORE,
         word_edges: str = "pauses",
+        chunk_length_s: float = DEFAULT_CHUNK_LENGTH_S,
+        stride_length_s: float | Sequence[float] | None = None,
     ) -> None:
         check_word_edges(word_edges)
         self.model, info = load_trained_model(model_source)
@@ -104,12 +109,29 @@ class Aligner:
         self.seconds_per_frame = frame_seconds(self.model.config)
         self.min_word_score = min_word_score
         self.word_edges = word_edges
-        self.hop = FrameGrid.of(self.model.config).hop  # samples per output frame
+        self.grid = FrameGrid.of(self.model.config)
+        self.hop = self.grid.hop  # samples per output frame
+        # recordings longer than chunk_length_s get their log-posteriors window by window, as
+        # transcription does (unispeech.inference.chunking); the path is still found over the whole
+        self.windows = context_frames(self.grid, chunk_length_s, stride_length_s)
         self.failed = 0  # files the last `align` call could not align
+
+    def is_long(self, samples: int) -> bool:
+        """Whether a recording of ``samples`` samples is run through the model in windows."""
+        return self.windows[0] > 0 and self.grid.frames(samples) > self.windows[0]
 
     @torch.inference_mode()
     def log_probs(self, waveforms: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-posteriors (B, T, V), float32, and valid frames (B,) of a batch of 16 kHz waveforms."""
+        """Log-posteriors (B, T, V), float32, and valid frames (B,) of a batch of 16 kHz
+        waveforms; a long recording comes alone, and in windows."""
+        if len(waveforms) == 1 and self.is_long(len(waveforms[0])):
+
+            def run(batch: torch.Tensor) -> torch.Tensor:
+                return self.model(batch.to(self.device)).logits
+
+            wave = np.asarray(waveforms[0], dtype=np.float32)
+            logits = windowed_logits(self.model, wave, self.grid, self.windows, run, WINDOWS_PER_BATCH, self.device)
+            return logits.log_softmax(dim=-1)[None], torch.tensor([len(logits)])
         batch = self.features(list(waveforms), return_tensors="pt")
         input_values = batch["input_values"].to(self.device)
         samples = batch["attention_mask"].sum(-1)  # (B,)
@@ -138,9 +160,13 @@ class Aligner:
                 records[index] = _failed(path, text, error)
                 continue
             targets[index], durations[index] = target, info.frames / info.sampling_rate
-        # longest first: similar lengths share a batch (less padding)
+        # longest first: similar lengths share a batch (less padding); a long recording alone
         order = sorted(targets, key=lambda i: -durations[i])
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        long = {i for i in order if self.is_long(round(durations[i] * SAMPLING_RATE))}
+        short = [i for i in order if i not in long]
+        batches = [[i] for i in order if i in long] + [
+            short[i : i + batch_size] for i in range(0, len(short), batch_size)
+        ]
         loaded_batches = decode_ahead([[items[i][0] for i in batch] for batch in batches], workers=1)
         for batch, (_, loaded) in progress_bar(zip(batches, loaded_batches), "aligning", progress, total=len(batches)):
             waves = {}
@@ -315,6 +341,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"flag words scoring under this as low_score (default: {DEFAULT_MIN_WORD_SCORE})",
     )
     add_word_edges_option(parser)
+    add_chunk_options(parser)
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="files per batch (default: 8 on a CPU, 16 on a GPU)"
     )
@@ -392,7 +419,15 @@ def main(argv: list[str] | None = None) -> None:
             require_praatio()
         items = _items(args, parser)
         plan = output_plan(args.format, args.output, len(items))
-        aligner = Aligner(args.model, args.device, args.language, args.min_word_score, args.word_edges)
+        aligner = Aligner(
+            args.model,
+            args.device,
+            args.language,
+            args.min_word_score,
+            args.word_edges,
+            args.chunk_length_s,
+            args.stride_length_s,
+        )
     except (OSError, ValueError, ImportError, RuntimeError) as error:
         # a bad path, model, language (phonemizer's RuntimeError) or a missing extra: one line
         parser.exit(ALL_FAILED_OR_USAGE, f"error: {error}\n")

@@ -57,18 +57,11 @@ from unispeech.inference.audio_files import (
     min_input_samples,
     too_short,
 )
-from unispeech.inference.chunking import (
-    DEFAULT_CHUNK_LENGTH_S,
-    FrameGrid,
-    NormalizedWave,
-    context_frames,
-    plan_windows,
-    stitched_logits,
-    whole_recording_group_norm,
-)
+from unispeech.inference.chunking import DEFAULT_CHUNK_LENGTH_S, FrameGrid, context_frames, windowed_logits
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
     SOME_FAILED,
+    add_chunk_options,
     add_word_edges_option,
     positive_int,
     progress_bar,
@@ -167,15 +160,16 @@ class Transcriber:
         if not self.is_long(len(wave)):
             logits, _ = self.batch_logits([wave])
             return logits[0].float().cpu()
-        windows = plan_windows(len(wave), self.grid, self.chunk_frames, self.left_frames, self.right_frames)
-        batch_size = batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8)
         pin = self.device.type == "cuda"
-        normalized = NormalizedWave(wave)
-        window_samples = windows[0].end_sample - windows[0].start_sample
-        with whole_recording_group_norm(self.model, normalized, window_samples, self.device):
-            return stitched_logits(
-                lambda batch: self._forward(_to(batch, self.device, pin)), normalized, windows, batch_size
-            )
+        return windowed_logits(
+            self.model,
+            wave,
+            self.grid,
+            (self.chunk_frames, self.left_frames, self.right_frames),
+            lambda batch: self._forward(_to(batch, self.device, pin)),
+            batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8),
+            self.device,
+        )
 
     def _forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
@@ -333,42 +327,6 @@ def _to(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
 def _failed(path: Path, error: Exception) -> dict[str, Any]:
     logger.warning("cannot transcribe %s: %s", path, error)
     return {"path": str(path), "text": "", "tokens": [], "seconds": 0.0, "error": str(error)}
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
-
-
-def _stride(text: str) -> float | tuple[float, float]:
-    parts = text.split(",")
-    if len(parts) > 2:
-        raise argparse.ArgumentTypeError(f"one number of seconds or two (LEFT,RIGHT), got {text!r}")
-    values = tuple(_seconds(part) for part in parts)
-    return values[0] if len(values) == 1 else values
-
-
-def add_chunk_options(parser: argparse.ArgumentParser) -> None:
-    """--chunk-length-s and --stride-length-s: long recordings in windows (docs/inference.md)."""
-    parser.add_argument(
-        "--chunk-length-s",
-        type=_seconds,
-        default=DEFAULT_CHUNK_LENGTH_S,
-        help=f"decode longer files in windows of this many seconds, 0 = never (default: {DEFAULT_CHUNK_LENGTH_S:g})",
-    )
-    parser.add_argument(
-        "--stride-length-s",
-        type=_stride,
-        metavar="SECONDS[,SECONDS]",
-        default=None,
-        help="context computed and dropped at each side of a window: one value for both, or LEFT,RIGHT "
-        "(default: chunk length / 6)",
-    )
 
 
 def add_decoder_options(parser: argparse.ArgumentParser) -> None:

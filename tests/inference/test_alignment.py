@@ -398,3 +398,35 @@ def test_cli_phone_model_labels_words_with_the_transcript_and_tiers_phones(tmp_p
     assert [e.label for e in grid.getTier("phones").entries] == [t["token"] for t in record["tokens"]]
     code, _, err = _run([*argv, "--language", "xx"], capsys)
     assert code == 2 and err == 'error: language "xx" is not supported by the espeak backend\n'
+
+
+def test_a_recording_longer_than_a_window_is_aligned_alone_from_windowed_posteriors(
+    char_model, clips, monkeypatch, capsys
+):
+    """--chunk-length-s 0.5: one.wav (1 s) goes through the model in windows, by itself; two.flac
+    (0.6 s) too; the short.wav error is unchanged. The path is found over the whole recording."""
+    calls = []
+    windowed = align_cli.windowed_logits
+
+    def counting(model, wave, *args, **kwargs):
+        calls.append(len(wave))
+        return windowed(model, wave, *args, **kwargs)
+
+    monkeypatch.setattr(align_cli, "windowed_logits", counting)
+    code, out, _ = _run(
+        ["--model", str(char_model), "--manifest", str(clips), "--no-progress", "--chunk-length-s", "0.5"], capsys
+    )
+    records = json.loads(out)
+    assert code == 1 and sorted(calls) == [9600, 16000]  # the two long files, each alone
+    assert [bool(r.get("error")) for r in records] == [False, False, True]
+    for record in records[:2]:
+        assert record["words"][0]["start"] >= 0 and record["words"][-1]["end"] <= record["duration"]
+        assert [w["word"] for w in record["words"]] == record["transcript"].lower().rstrip(".").split()
+    # windowed and whole: the same number of frames, so the same tokens can be placed
+    aligner = align_cli.Aligner(str(char_model), chunk_length_s=0.5)
+    wave = np.asarray(sf.read(clips.parent / "one.wav", dtype="float32")[0])
+    (windowed_lp, lengths), whole_lp = (
+        aligner.log_probs([wave]),
+        align_cli.Aligner(str(char_model), chunk_length_s=0).log_probs([wave])[0],
+    )
+    assert windowed_lp.shape == whole_lp.shape and lengths.tolist() == [whole_lp.shape[1]]

@@ -194,6 +194,26 @@ def stitched_logits(
     return torch.cat(kept)  # (T, V)
 
 
+def windowed_logits(
+    model: nn.Module,
+    wave: np.ndarray,
+    grid: FrameGrid,
+    frames: tuple[int, int, int],
+    run_windows: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The logits (T, V) of one recording, on the CPU in float32, from windows of
+    ``frames = (chunk, left, right)`` (`context_frames`), ``batch_size`` at a time, with the
+    whole recording's input normalisation and first-layer GroupNorm statistics. ``run_windows``
+    as `stitched_logits` takes it (it moves the batch to the device)."""
+    windows = plan_windows(len(wave), grid, *frames)
+    normalized = NormalizedWave(wave)
+    window_samples = windows[0].end_sample - windows[0].start_sample
+    with whole_recording_group_norm(model, normalized, window_samples, device):
+        return stitched_logits(run_windows, normalized, windows, batch_size)
+
+
 class FixedGroupNorm(nn.Module):
     """A per-channel GroupNorm with given statistics (C,) instead of those of its input."""
 
