@@ -84,6 +84,19 @@ def test_words_either_side_of_a_pause_meet_its_edges_and_a_stop_closure_is_no_pa
     assert [(w.start, w.end) for w in snapped] == [(10.0, 40.0), (60.0, 90.0)]
 
 
+def test_a_pause_the_path_put_inside_a_word_goes_to_the_side_with_fewer_of_its_tokens():
+    # speech 10..40, a pause 40..65 (0.5 s), speech 65..100; "ab" ends at 38; "cde" has its
+    # first token at 39, before the pause, and the rest after it (as the path put 've' once)
+    silent = _silent(110, [(10, 40), (65, 100)])
+    words = [_word("ab", [12, 30], end=38.5), _word("cde", [39, 70, 80], start=38.5)]
+    snapped = snap_to_pauses(words, silent, FRAME_S)
+    assert [(w.start, w.end) for w in snapped] == [(10.0, 40.0), (65.0, 100.0)]
+    # the mirror case: the last token of "ab" after the pause, "cde" all after it
+    words = [_word("ab", [12, 30, 66], end=70.5), _word("cde", [72, 80, 90], start=70.5)]
+    snapped = snap_to_pauses(words, silent, FRAME_S)
+    assert [(w.start, w.end) for w in snapped] == [(10.0, 40.0), (65.0, 100.0)]
+
+
 @pytest.fixture(scope="module")
 def char_model(tmp_path_factory):
     return save_random_model(tmp_path_factory.mktemp("model"), ["hoy bebo leche"], "chars")

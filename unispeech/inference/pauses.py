@@ -15,7 +15,10 @@ in the middle of the pause. Where speech stops the audio goes quiet, so the leve
   between the first's last token and the second's first; the longest such run) meet it at
   its edges: the first ends where the pause begins, the second starts where it ends. Shorter
   silences are the closures of stops inside speech and leave the boundary where the path put
-  it.
+  it;
+- a silence of at least ``SPLIT_PAUSE_S`` that the path put inside one word of a transcript
+  (its first phone on the last sound before a pause) is moved out of it, to the side with
+  fewer of the word's tokens.
 
 In a transcription (where the words are the decoder's), a word whose tokens straddle a
 silence of at least ``SPLIT_PAUSE_S`` is split there (`split_at_pauses`): a model trained on
@@ -102,7 +105,29 @@ def snap_to_pauses(words: Sequence[WordSpan], silent: np.ndarray | None, frame_s
     end = _first_silent(silent, last_end, limit)
     if end is not None or limit == total:  # silence found, or speech runs to the end of the file
         words[-1] = replace(words[-1], end=float(end if end is not None else total))
+    _move_words_off_pauses_inside_them(words, silent, round(SPLIT_PAUSE_S / frame_seconds))
     return words
+
+
+def _move_words_off_pauses_inside_them(words: list[WordSpan], silent: np.ndarray, min_run: int) -> None:
+    """A word of the transcript holds no pause; where the path still put one inside a word
+    (its first token on the last sound before the pause, the rest after), the side with fewer
+    tokens is misplaced: the word starts after the pause (the word before ending where it
+    begins), or ends where it begins (the word after starting after it)."""
+    for i, word in enumerate(words):
+        runs = [_longest_silent_run(silent, a.end, b.start) for a, b in zip(word.tokens, word.tokens[1:])]
+        gaps = [(run[1] - run[0], k, run) for k, run in enumerate(runs) if run is not None]
+        if not gaps or max(gaps)[0] < min_run:
+            continue
+        _, k, (pause_start, pause_end) = max(gaps)
+        if k + 1 <= len(word.tokens) - (k + 1):  # fewer tokens before the pause than after
+            words[i] = replace(word, start=float(pause_end))
+            if i > 0:
+                words[i - 1] = replace(words[i - 1], end=float(pause_start))
+        else:
+            words[i] = replace(word, end=float(pause_start))
+            if i + 1 < len(words):
+                words[i + 1] = replace(words[i + 1], start=float(pause_end))
 
 
 def _first_silent(silent: np.ndarray, start: int, stop: int) -> int | None:
