@@ -47,7 +47,14 @@ from unispeech.inference.align_output import (
     write_json,
 )
 from unispeech.inference.align_text import AlignmentTarget, TranscriptEncoder
-from unispeech.inference.alignment import Alignment, AlignmentError, align, check_alignable, frame_seconds
+from unispeech.inference.alignment import (
+    Alignment,
+    AlignmentError,
+    align,
+    check_alignable,
+    frame_seconds,
+    pass_memory_bytes,
+)
 from unispeech.inference.audio_files import (
     UnreadableAudio,
     check_audio,
@@ -78,6 +85,8 @@ DEFAULT_MIN_WORD_SCORE = 0.02
 # demo model, 1 thread: 32 clips in 1.5 s one at a time, 0.54 s in batches of 8).
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
 WINDOWS_PER_BATCH = 4  # windows of a long recording run at once
+# a recording is refused when its alignment pass would need more than this share of free memory
+MEMORY_SHARE = 0.8
 
 
 class Aligner:
@@ -156,6 +165,7 @@ class Aligner:
                 if isinstance(target, AlignmentError):
                     raise target
                 info = check_audio(path, self.min_samples)
+                self._check_memory(info.frames * SAMPLING_RATE // info.sampling_rate, target)
             except (AlignmentError, UnreadableAudio) as error:
                 records[index] = _failed(path, text, error)
                 continue
@@ -182,6 +192,18 @@ class Aligner:
                 records.update(self._align_batch(items, waves, targets))
         self.failed = sum(1 for record in records.values() if record.get("error"))
         return [records[i] for i in range(len(items))]
+
+    def _check_memory(self, samples: int, target: AlignmentTarget) -> None:
+        """Refuse, before any work, a recording whose alignment pass would not fit in memory
+        (an hour and its transcript need about 5 GB), instead of being killed in the middle."""
+        needed = pass_memory_bytes(self.grid.frames(samples), len(target.token_ids))
+        available = available_memory_bytes(self.device)
+        if available is not None and needed > MEMORY_SHARE * available:
+            raise AlignmentError(
+                f"aligning {samples / SAMPLING_RATE / 60:.1f} min of audio to {len(target.token_ids)} tokens "
+                f"needs about {_size(needed)}, more than {MEMORY_SHARE:.0%} of the {_size(available)} free: cut "
+                "the audio and its transcript into parts at a few sentence boundaries and align those"
+            )
 
     def _align_batch(
         self, items: Sequence[tuple[Path, str]], waves: dict[int, Any], targets: dict[int, AlignmentTarget]
@@ -216,6 +238,26 @@ class Aligner:
                 path, text, alignment, len(waves[index]), self.seconds_per_frame, self.min_word_score
             )
         return records
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for the alignment pass: the host's (MemAvailable; the pointers come back to
+    it) and, on a GPU, the smaller of that and the device's. None where it cannot be read."""
+    free = None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    if device.type == "cuda":
+        device_free = torch.cuda.mem_get_info(device)[0]
+        free = device_free if free is None else min(free, device_free)
+    return free
+
+
+def _size(num_bytes: float) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.0f} MiB"
 
 
 def alignment_record(

@@ -430,3 +430,16 @@ def test_a_recording_longer_than_a_window_is_aligned_alone_from_windowed_posteri
         align_cli.Aligner(str(char_model), chunk_length_s=0).log_probs([wave])[0],
     )
     assert windowed_lp.shape == whole_lp.shape and lengths.tolist() == [whole_lp.shape[1]]
+
+
+def test_a_recording_whose_alignment_would_not_fit_in_memory_is_refused_and_the_others_aligned(
+    char_model, clips, monkeypatch, capsys
+):
+    # one.wav: 49 frames x 39 states (19 tokens) -> 490 bytes of pointers; two.flac: 29 x 29 -> 232
+    assert align_cli.pass_memory_bytes(49, 19) == 490 and align_cli.pass_memory_bytes(29, 14) == 232
+    monkeypatch.setattr(align_cli, "available_memory_bytes", lambda device: 400)  # 80 %: 320 bytes
+    code, out, _ = _run(["--model", str(char_model), "--manifest", str(clips), "--no-progress"], capsys)
+    one, two, short = json.loads(out)
+    assert code == 1 and "words" in two and "transcript too long" in short["error"]
+    assert one["error"].startswith("aligning 0.0 min of audio to 19 tokens needs about 0 MiB, more than 80% of the 0 MiB free")
+    assert "cut the audio and its transcript into parts" in one["error"]

@@ -101,6 +101,12 @@ def frames_needed(target_ids: Sequence[int]) -> int:
     return len(target_ids) + repeats
 
 
+def pass_memory_bytes(num_frames: int, num_tokens: int) -> int:
+    """The memory `viterbi`'s pointers take for one recording: a move per frame and state
+    (2 bits; ``2 * num_tokens + 1`` states). It grows with the length times the transcript's."""
+    return num_frames * -(-(2 * num_tokens + 1) // 4)
+
+
 def check_alignable(target_ids: Sequence[int], num_frames: int, name: str = "", seconds_per_frame: float = 0.0) -> None:
     """Raise `AlignmentError` when ``num_frames`` cannot hold ``target_ids`` (too long a transcript)."""
     if not target_ids:
