@@ -240,20 +240,34 @@ class Aligner:
         return records
 
 
+# a cgroup's memory limit and use (v2, then v1): a container's or a SLURM job's --mem
+CGROUP_MEMORY = [
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+]
+
+
 def available_memory_bytes(device: torch.device) -> int | None:
-    """Memory free for the alignment pass: the host's (MemAvailable; the pointers come back to
-    it) and, on a GPU, the smaller of that and the device's. None where it cannot be read."""
-    free = None
+    """Memory free for the alignment pass: the host's (MemAvailable, or what is left under
+    this process's cgroup limit if that is less; the pointers come back to the host) and, on a
+    GPU, the smaller of that and the device's. None where none of these can be read."""
+    candidates = []
     try:
         with open("/proc/meminfo") as meminfo:
             fields = dict(line.split(":", 1) for line in meminfo)
-        free = int(fields["MemAvailable"].split()[0]) * 1024
+        candidates.append(int(fields["MemAvailable"].split()[0]) * 1024)
     except (OSError, KeyError, ValueError):
         pass
+    for limit_file, usage_file in CGROUP_MEMORY:
+        try:
+            limit, usage = (Path(f).read_text().strip() for f in (limit_file, usage_file))
+            candidates.append(int(limit) - int(usage))  # "max" (no limit) is no number
+            break
+        except (OSError, ValueError):
+            continue
     if device.type == "cuda":
-        device_free = torch.cuda.mem_get_info(device)[0]
-        free = device_free if free is None else min(free, device_free)
-    return free
+        candidates.append(torch.cuda.mem_get_info(device)[0])
+    return min(candidates) if candidates else None
 
 
 def _size(num_bytes: float) -> str:

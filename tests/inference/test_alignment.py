@@ -441,5 +441,18 @@ def test_a_recording_whose_alignment_would_not_fit_in_memory_is_refused_and_the_
     code, out, _ = _run(["--model", str(char_model), "--manifest", str(clips), "--no-progress"], capsys)
     one, two, short = json.loads(out)
     assert code == 1 and "words" in two and "transcript too long" in short["error"]
-    assert one["error"].startswith("aligning 0.0 min of audio to 19 tokens needs about 0 MiB, more than 80% of the 0 MiB free")
+    assert one["error"].startswith(
+        "aligning 0.0 min of audio to 19 tokens needs about 0 MiB, more than 80% of the 0 MiB free"
+    )
     assert "cut the audio and its transcript into parts" in one["error"]
+
+
+def test_free_memory_counts_a_cgroup_limit_and_ignores_an_unlimited_one(tmp_path, monkeypatch):
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    usage.write_text("400\n")
+    monkeypatch.setattr(align_cli, "CGROUP_MEMORY", [(str(limit), str(usage))])
+    limit.write_text("1000\n")  # a job limited to 1000 bytes, 400 used: at most 600 free
+    assert align_cli.available_memory_bytes(torch.device("cpu")) == 600
+    limit.write_text("max\n")  # no limit: the host's MemAvailable alone (when the host has one)
+    free = align_cli.available_memory_bytes(torch.device("cpu"))
+    assert free is None or free > 600
