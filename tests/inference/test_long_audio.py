@@ -288,10 +288,15 @@ def test_a_10_minute_file_decodes_in_bounded_memory(model_dir, tmp_path):
     script = tmp_path / "peak_rss.py"
     script.write_text(PEAK_RSS)
     files = {minutes: write_noise(tmp_path / f"{minutes}min.flac", minutes) for minutes in (1, 2, 10)}
-    # the two at once, one core each
-    chunked_run = start_peak_rss(script, model_dir, 20.0, files[1], files[10])
-    whole_run = start_peak_rss(script, model_dir, 0.0, files[1], files[2])
-    chunked, whole = peaks(chunked_run), peaks(whole_run)
+    # each file in a fresh process: after a first file, the allocator keeps what it freed
+    # resident, and a second file reusing it would look smaller than it is (one run measured
+    # +8 MiB for the second whole minute, others +33 and +75). Two processes at once, a core each.
+    chunked, whole = [], []
+    for chunked_file, whole_file in ((files[1], files[1]), (files[10], files[2])):
+        chunked_run = start_peak_rss(script, model_dir, 20.0, chunked_file)
+        whole_run = start_peak_rss(script, model_dir, 0.0, whole_file)
+        chunked += peaks(chunked_run)
+        whole += peaks(whole_run)
     chunked_growth = chunked[1] - chunked[0]  # 9 more minutes
     whole_growth = whole[1] - whole[0]  # 1 more minute
     print(f"memory a file needs, MiB: chunked 1 and 10 min {chunked}; whole 1 and 2 min {whole}")
