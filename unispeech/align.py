@@ -62,7 +62,13 @@ from unispeech.inference.audio_files import (
     describe_audio_error,
     min_input_samples,
 )
-from unispeech.inference.chunking import DEFAULT_CHUNK_LENGTH_S, FrameGrid, context_frames, windowed_logits
+from unispeech.inference.chunking import (
+    DEFAULT_CHUNK_LENGTH_S,
+    FrameGrid,
+    context_frames,
+    in_windows,
+    windowed_logits,
+)
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
     SOME_FAILED,
@@ -72,7 +78,7 @@ from unispeech.inference.cli import (
     progress_bar,
 )
 from unispeech.inference.pauses import check_word_edges, silent_frames_of, snap_to_pauses
-from unispeech.tasks.inference import load_trained_model
+from unispeech.tasks.inference import load_ctc_model
 
 logger = logging.getLogger("unispeech.align")
 
@@ -103,11 +109,7 @@ class Aligner:
         stride_length_s: float | Sequence[float] | None = None,
     ) -> None:
         check_word_edges(word_edges)
-        self.model, info = load_trained_model(model_source)
-        if info["task"] != "ctc":
-            raise ValueError(f"{model_source} is a {info['task']} model; alignment needs a CTC fine-tuned one")
-        if not info["vocabulary"]:
-            raise ValueError(f"{model_source} has no tokenizer vocabulary (vocab.json)")
+        self.model, info = load_ctc_model(model_source, "alignment")
         self.vocabulary = info["vocabulary"]
         self.kind = info["tokenizer_kind"]
         self.encoder = TranscriptEncoder(self.vocabulary, self.kind, language or info["language"])
@@ -119,7 +121,6 @@ class Aligner:
         self.min_word_score = min_word_score
         self.word_edges = word_edges
         self.grid = FrameGrid.of(self.model.config)
-        self.hop = self.grid.hop  # samples per output frame
         # recordings longer than chunk_length_s get their log-posteriors window by window, as
         # transcription does (unispeech.inference.chunking); the path is still found over the whole
         self.windows = context_frames(self.grid, chunk_length_s, stride_length_s)
@@ -127,7 +128,7 @@ class Aligner:
 
     def is_long(self, samples: int) -> bool:
         """Whether a recording of ``samples`` samples is run through the model in windows."""
-        return self.windows[0] > 0 and self.grid.frames(samples) > self.windows[0]
+        return in_windows(self.grid, self.windows[0], samples)
 
     @torch.inference_mode()
     def log_probs(self, waveforms: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +233,7 @@ class Aligner:
         )
         for (_, index), alignment in zip(rows, alignments):
             path, text = items[index]
-            silent = silent_frames_of(waves[index], self.hop, self.word_edges)
+            silent = silent_frames_of(waves[index], self.grid.hop, self.word_edges)
             alignment.words = snap_to_pauses(alignment.words, silent, self.seconds_per_frame)
             records[index] = alignment_record(
                 path, text, alignment, len(waves[index]), self.seconds_per_frame, self.min_word_score

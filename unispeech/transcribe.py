@@ -57,7 +57,13 @@ from unispeech.inference.audio_files import (
     min_input_samples,
     too_short,
 )
-from unispeech.inference.chunking import DEFAULT_CHUNK_LENGTH_S, FrameGrid, context_frames, windowed_logits
+from unispeech.inference.chunking import (
+    DEFAULT_CHUNK_LENGTH_S,
+    FrameGrid,
+    context_frames,
+    in_windows,
+    windowed_logits,
+)
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
     SOME_FAILED,
@@ -69,7 +75,7 @@ from unispeech.inference.cli import (
 from unispeech.inference.pauses import check_word_edges, silent_frames_of
 from unispeech.inference.timestamps import TokenSpan, greedy_token_spans, timestamp_fields
 from unispeech.inference.writers import SUBTITLE_WRITERS, write_ctm, write_records
-from unispeech.tasks.inference import load_trained_model
+from unispeech.tasks.inference import load_ctc_model
 from unispeech.tasks.metrics import tokens_to_text, units
 
 logger = logging.getLogger("unispeech.transcribe")
@@ -103,11 +109,7 @@ class Transcriber:
     ) -> None:
         check_word_edges(word_edges)
         self.word_edges = word_edges  # of timestamped words next to silence: unispeech.inference.pauses
-        self.model, info = load_trained_model(model_source)
-        if info["task"] != "ctc":
-            raise ValueError(f"{model_source} is a {info['task']} model; transcription needs a CTC fine-tuned one")
-        if not info["vocabulary"]:
-            raise ValueError(f"{model_source} has no tokenizer vocabulary (vocab.json)")
+        self.model, info = load_ctc_model(model_source, "transcription")
         self.vocabulary = info["vocabulary"]
         self.tokenizer_kind = info["tokenizer_kind"]
         # None: greedy; else `build_decoder`'s options (beam width, LM, hotwords), see docs/inference.md
@@ -137,7 +139,7 @@ class Transcriber:
 
     def is_long(self, samples: int) -> bool:
         """Whether a recording of ``samples`` samples is decoded in windows (longer than one)."""
-        return self.chunk_frames > 0 and self.grid.frames(samples) > self.chunk_frames
+        return in_windows(self.grid, self.chunk_frames, samples)
 
     @torch.inference_mode()
     def batch_logits(self, waveforms: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:

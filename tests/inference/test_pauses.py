@@ -168,3 +168,18 @@ def test_a_bad_word_edges_option_is_a_usage_error_naming_the_command(command, ch
     assert exited.value.code == 2
     assert err.startswith(f"usage: python -m unispeech.{command}")
     assert "--word-edges: invalid choice: 'energy'" in err and "pauses" in err
+
+
+def test_both_commands_refuse_a_model_that_is_not_a_ctc_one_or_has_no_vocabulary(tmp_path):
+    import unispeech
+    from tests.tasks.random_models import tiny_config
+
+    pretrained = tmp_path / "pretrained"
+    unispeech.UniSpeechForPreTraining(tiny_config(10)).save_pretrained(pretrained)
+    bare = tmp_path / "bare"
+    unispeech.UniSpeechForCTC(tiny_config(10)).save_pretrained(bare)  # no vocab.json beside it
+    for command, purpose in ((Transcriber, "transcription"), (Aligner, "alignment")):
+        with pytest.raises(ValueError, match=f"is a pretrain model; {purpose} needs a CTC fine-tuned one"):
+            command(str(pretrained))
+        with pytest.raises(ValueError, match="has no tokenizer vocabulary"):
+            command(str(bare))

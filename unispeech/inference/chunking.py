@@ -132,6 +132,12 @@ def _window(grid: FrameGrid, first: int, frames: int, keep_from: int, keep_to: i
     return Window(start_sample, start_sample + grid.samples(frames), first, keep_from, keep_to)
 
 
+def in_windows(grid: FrameGrid, chunk_frames: int, samples: int) -> bool:
+    """Whether a recording of ``samples`` samples is decoded in windows of ``chunk_frames``
+    (0: never): it makes more frames than one window holds."""
+    return chunk_frames > 0 and grid.frames(samples) > chunk_frames
+
+
 def context_frames(
     grid: FrameGrid, chunk_length_s: float, stride_length_s: float | Sequence[float] | None = None
 ) -> tuple[int, int, int]:

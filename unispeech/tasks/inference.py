@@ -71,3 +71,14 @@ def load_trained_model(source: str | os.PathLike) -> tuple[nn.Module, dict[str, 
     if model.config.id2label and task.kind == "classification":
         info["labels"] = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return model.eval(), info
+
+
+def load_ctc_model(source: str | os.PathLike, purpose: str) -> tuple[nn.Module, dict[str, Any]]:
+    """`load_trained_model` for a command that needs a CTC fine-tuned model with its vocabulary
+    (``purpose``: "transcription", "alignment"); ValueError naming what the model is otherwise."""
+    model, info = load_trained_model(source)
+    if info["task"] != "ctc":
+        raise ValueError(f"{source} is a {info['task']} model; {purpose} needs a CTC fine-tuned one")
+    if not info["vocabulary"]:
+        raise ValueError(f"{source} has no tokenizer vocabulary (vocab.json)")
+    return model, info
