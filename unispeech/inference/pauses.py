@@ -115,12 +115,12 @@ def _move_words_off_pauses_inside_them(words: list[WordSpan], silent: np.ndarray
     tokens is misplaced: the word starts after the pause (the word before ending where it
     begins), or ends where it begins (the word after starting after it)."""
     for i, word in enumerate(words):
-        runs = [_longest_silent_run(silent, a.end, b.start) for a, b in zip(word.tokens, word.tokens[1:])]
-        gaps = [(run[1] - run[0], k, run) for k, run in enumerate(runs) if run is not None]
-        if not gaps or max(gaps)[0] < min_run:
+        pauses = _pauses_between_tokens([(t.start, t.end) for t in word.tokens], silent, min_run)
+        if not pauses:
             continue
-        _, k, (pause_start, pause_end) = max(gaps)
-        if k + 1 <= len(word.tokens) - (k + 1):  # fewer tokens before the pause than after
+        # the longest (the later of equals); `after` tokens of the word come before it
+        after, (pause_start, pause_end) = max(pauses, key=lambda pause: (pause[1][1] - pause[1][0], pause[0]))
+        if after <= len(word.tokens) - after:  # fewer tokens before the pause than after
             words[i] = replace(word, start=float(pause_end))
             if i > 0:
                 words[i - 1] = replace(words[i - 1], end=float(pause_start))
@@ -139,13 +139,20 @@ def _first_silent(silent: np.ndarray, start: int, stop: int) -> int | None:
 def split_at_pauses(frames: Sequence[tuple[int, int]], silent: np.ndarray, frame_seconds: float) -> list[int]:
     """Where one decoded word should be two or more: the indices ``i`` of its tokens (given as
     (first frame, one past the last)) that follow a silent run of at least ``SPLIT_PAUSE_S``."""
-    min_run = round(SPLIT_PAUSE_S / frame_seconds)
-    splits = []
+    return [i for i, _ in _pauses_between_tokens(frames, silent, round(SPLIT_PAUSE_S / frame_seconds))]
+
+
+def _pauses_between_tokens(
+    frames: Sequence[tuple[int, int]], silent: np.ndarray, min_run: int
+) -> list[tuple[int, tuple[int, int]]]:
+    """(i, (first, one past the last frame)) of the longest silent run between tokens ``i - 1``
+    and ``i`` (given as (first frame, one past the last)), wherever it is ``min_run`` frames or more."""
+    pauses = []
     for i in range(1, len(frames)):
         pause = _longest_silent_run(silent, frames[i - 1][1], frames[i][0])
         if pause is not None and pause[1] - pause[0] >= min_run:
-            splits.append(i)
-    return splits
+            pauses.append((i, pause))
+    return pauses
 
 
 def _longest_silent_run(silent: np.ndarray, start: int, stop: int) -> tuple[int, int] | None:
