@@ -30,11 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from unispeech.data.audio import SAMPLING_RATE
-from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
 from unispeech.data.tokenizer import WORD_DELIMITER
 from unispeech.inference.align_output import (
     CTM_LEVELS,
@@ -64,10 +62,6 @@ from unispeech.inference.audio_files import (
 )
 from unispeech.inference.chunking import (
     DEFAULT_CHUNK_LENGTH_S,
-    FrameGrid,
-    context_frames,
-    in_windows,
-    windowed_logits,
 )
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
@@ -77,6 +71,7 @@ from unispeech.inference.cli import (
     positive_int,
     progress_bar,
 )
+from unispeech.inference.logits import CTCLogits
 from unispeech.inference.pauses import check_word_edges, silent_frames_of, snap_to_pauses
 from unispeech.tasks.inference import load_ctc_model
 
@@ -95,7 +90,7 @@ WINDOWS_PER_BATCH = 4  # windows of a long recording run at once
 MEMORY_SHARE = 0.8
 
 
-class Aligner:
+class Aligner(CTCLogits):
     """A CTC model, its vocabulary and transcript encoder: ``align([(path, transcript)])`` → records."""
 
     def __init__(
@@ -115,41 +110,24 @@ class Aligner:
         self.encoder = TranscriptEncoder(self.vocabulary, self.kind, language or info["language"])
         self.device = torch.device(device)
         self.model.to(self.device)
-        self.features = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)
+        # float32: alignment scores are compared across words. Recordings longer than
+        # chunk_length_s get their log-posteriors window by window, as transcription does; the
+        # path is still found over the whole
+        super().__init__(self.model, self.device, None, chunk_length_s, stride_length_s)
         self.min_samples = min_input_samples(self.model.config)
         self.seconds_per_frame = frame_seconds(self.model.config)
         self.min_word_score = min_word_score
         self.word_edges = word_edges
-        self.grid = FrameGrid.of(self.model.config)
-        # recordings longer than chunk_length_s get their log-posteriors window by window, as
-        # transcription does (unispeech.inference.chunking); the path is still found over the whole
-        self.windows = context_frames(self.grid, chunk_length_s, stride_length_s)
         self.failed = 0  # files the last `align` call could not align
 
-    def is_long(self, samples: int) -> bool:
-        """Whether a recording of ``samples`` samples is run through the model in windows."""
-        return in_windows(self.grid, self.windows[0], samples)
-
-    @torch.inference_mode()
     def log_probs(self, waveforms: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-posteriors (B, T, V), float32, and valid frames (B,) of a batch of 16 kHz
         waveforms; a long recording comes alone, and in windows."""
         if len(waveforms) == 1 and self.is_long(len(waveforms[0])):
-
-            def run(batch: torch.Tensor) -> torch.Tensor:
-                return self.model(batch.to(self.device)).logits
-
-            wave = np.asarray(waveforms[0], dtype=np.float32)
-            logits = windowed_logits(self.model, wave, self.grid, self.windows, run, WINDOWS_PER_BATCH, self.device)
+            logits = self.waveform_logits(waveforms[0], WINDOWS_PER_BATCH)  # (T, V)
             return logits.log_softmax(dim=-1)[None], torch.tensor([len(logits)])
-        batch = self.features(list(waveforms), return_tensors="pt")
-        input_values = batch["input_values"].to(self.device)
-        samples = batch["attention_mask"].sum(-1)  # (B,)
-        # no padding (always so for one file): no mask, as unispeech.transcribe does
-        padded = bool((samples < input_values.shape[1]).any())
-        attention_mask = batch["attention_mask"].to(self.device) if padded else None
-        logits = self.model(input_values, attention_mask=attention_mask).logits
-        return logits.float().log_softmax(dim=-1), self.model.get_feat_extract_output_lengths(samples)
+        logits, lengths = self.batch_logits(waveforms)
+        return logits.float().log_softmax(dim=-1), lengths
 
     def align(
         self, items: Sequence[tuple[Path, str]], batch_size: int | None = None, progress: bool = False

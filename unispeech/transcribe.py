@@ -47,7 +47,6 @@ import numpy as np
 import torch
 
 from unispeech.data.audio import SAMPLING_RATE
-from unispeech.data.feature_extractor import UniSpeechFeatureExtractor
 from unispeech.inference.audio_files import (
     UnreadableAudio,
     check_audio,
@@ -59,10 +58,6 @@ from unispeech.inference.audio_files import (
 )
 from unispeech.inference.chunking import (
     DEFAULT_CHUNK_LENGTH_S,
-    FrameGrid,
-    context_frames,
-    in_windows,
-    windowed_logits,
 )
 from unispeech.inference.cli import (
     ALL_FAILED_OR_USAGE,
@@ -72,6 +67,7 @@ from unispeech.inference.cli import (
     positive_int,
     progress_bar,
 )
+from unispeech.inference.logits import CTCLogits
 from unispeech.inference.pauses import check_word_edges, silent_frames_of
 from unispeech.inference.timestamps import TokenSpan, greedy_token_spans, timestamp_fields
 from unispeech.inference.writers import SUBTITLE_WRITERS, write_ctm, write_records
@@ -88,7 +84,7 @@ DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 16}
 FORMATS = ("json", "tsv", "srt", "vtt", "ctm")
 
 
-class Transcriber:
+class Transcriber(CTCLogits):
     """A CTC model + its vocabulary: ``transcribe(paths)`` and ``transcribe_waveform(wave)`` → records.
 
     Recordings longer than ``chunk_length_s`` are decoded in windows of that length with
@@ -119,7 +115,6 @@ class Transcriber:
 
             self.beam = build_decoder(self.vocabulary, self.tokenizer_kind, **beam_options)
         self.device = torch.device(device)
-        self.autocast_dtype = autocast_dtype(precision, self.device)
         # On a CPU torch's threads already use every core and more decoding threads slow them
         # (measured: 2 threads 7 % slower than 1 on 2 cores); a GPU leaves the cores to decoding.
         self.workers = (
@@ -127,55 +122,17 @@ class Transcriber:
         )
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
-        self.grid = FrameGrid.of(self.model.config)
-        # window length and the context dropped on its left and right, in frames
-        self.chunk_frames, self.left_frames, self.right_frames = context_frames(
-            self.grid, chunk_length_s, stride_length_s
-        )
         self.model.to(self.device)
-        self.features = UniSpeechFeatureExtractor(do_normalize=True, return_attention_mask=True)
+        super().__init__(
+            self.model, self.device, autocast_dtype(precision, self.device), chunk_length_s, stride_length_s
+        )
         self.min_samples = min_input_samples(self.model.config)
         self.failed = 0  # files the last `transcribe` call could not transcribe
 
-    def is_long(self, samples: int) -> bool:
-        """Whether a recording of ``samples`` samples is decoded in windows (longer than one)."""
-        return in_windows(self.grid, self.chunk_frames, samples)
-
-    @torch.inference_mode()
-    def batch_logits(self, waveforms: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, T, V) and valid frames (B,) of whole waveforms, padded into one batch."""
-        batch = self.features(list(waveforms), return_tensors="pt")
-        pin = self.device.type == "cuda"
-        input_values = _to(batch["input_values"], self.device, pin)
-        samples = batch["attention_mask"].sum(-1)  # (B,) on the host
-        # no padding (always so for one file): no mask, so that attention may take SDPA's
-        # flash kernel on a GPU, which accepts no mask; the output is the same
-        padded = bool((samples < input_values.shape[1]).any())
-        attention_mask = _to(batch["attention_mask"], self.device, pin) if padded else None
-        return self._forward(input_values, attention_mask), self.model.get_feat_extract_output_lengths(samples)
-
-    @torch.inference_mode()
     def waveform_logits(self, wave: Any, batch_size: int | None = None) -> torch.Tensor:
-        """Logits (T, V) of one waveform of any length: whole, or stitched from windows run
-        ``batch_size`` at a time when it is longer than one window."""
-        wave = np.asarray(wave, dtype=np.float32)
-        if not self.is_long(len(wave)):
-            logits, _ = self.batch_logits([wave])
-            return logits[0].float().cpu()
-        pin = self.device.type == "cuda"
-        return windowed_logits(
-            self.model,
-            wave,
-            self.grid,
-            (self.chunk_frames, self.left_frames, self.right_frames),
-            lambda batch: self._forward(_to(batch, self.device, pin)),
-            batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8),
-            self.device,
-        )
-
-    def _forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.model(input_values, attention_mask=attention_mask).logits
+        """Logits (T, V) of one waveform of any length (`CTCLogits.waveform_logits`), windows
+        run ``batch_size`` at a time (default: the device's batch size)."""
+        return super().waveform_logits(wave, batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 8))
 
     def decode_logits(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[list[TokenSpan]]:
         """The tokens of each row of ``logits`` (B, T, V), its first ``lengths`` frames, with the
@@ -319,11 +276,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda" and bf16_ok):
         return torch.bfloat16
     return None
-
-
-def _to(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
-    # pinned host memory lets the copy to the GPU run asynchronously
-    return tensor.pin_memory().to(device, non_blocking=True) if pin else tensor.to(device)
 
 
 def _failed(path: Path, error: Exception) -> dict[str, Any]:

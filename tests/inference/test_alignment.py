@@ -405,14 +405,16 @@ def test_a_recording_longer_than_a_window_is_aligned_alone_from_windowed_posteri
 ):
     """--chunk-length-s 0.5: one.wav (1 s) goes through the model in windows, by itself; two.flac
     (0.6 s) too; the short.wav error is unchanged. The path is found over the whole recording."""
+    from unispeech.inference import logits as ctc_logits
+
     calls = []
-    windowed = align_cli.windowed_logits
+    windowed = ctc_logits.windowed_logits
 
     def counting(model, wave, *args, **kwargs):
         calls.append(len(wave))
         return windowed(model, wave, *args, **kwargs)
 
-    monkeypatch.setattr(align_cli, "windowed_logits", counting)
+    monkeypatch.setattr(ctc_logits, "windowed_logits", counting)
     code, out, _ = _run(
         ["--model", str(char_model), "--manifest", str(clips), "--no-progress", "--chunk-length-s", "0.5"], capsys
     )
