@@ -72,12 +72,23 @@ def load_audio(
     sampling_rate: int = SAMPLING_RATE,
     do_normalize: bool = False,
     quality: str = "HQ",
+    start: float = 0.0,
+    end: float = -1.0,
 ) -> np.ndarray:
-    """Decode any soundfile-readable file to a mono float32 waveform at ``sampling_rate``."""
+    """Decode any soundfile-readable file to a mono float32 waveform at ``sampling_rate``;
+    ``start``/``end`` (seconds, end < 0: to the end) read one segment of it (Kaldi `segments`)."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     # always_2d keeps mono/stereo handling in one code path.
-    wav, sr = sf.read(source, dtype="float32", always_2d=True)
+    if start > 0 or end >= 0:
+        with sf.SoundFile(source) as handle:
+            rate = handle.samplerate
+            first = int(round(start * rate))
+            handle.seek(min(first, handle.frames))
+            count = -1 if end < 0 else max(0, int(round(end * rate)) - first)
+            wav, sr = handle.read(count, dtype="float32", always_2d=True), rate
+    else:
+        wav, sr = sf.read(source, dtype="float32", always_2d=True)
     wav = to_mono(wav)
     wav = resample(wav, sr, sampling_rate, quality=quality)
     if do_normalize:

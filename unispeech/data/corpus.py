@@ -23,9 +23,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import soundfile as sf
 
-from .audio import audio_info, keep_duration
+from .audio import SAMPLING_RATE, audio_info, keep_duration, load_audio
 
 logger = logging.getLogger("unispeech.data")
 
@@ -36,6 +35,9 @@ COLUMNS = ("id", "path", "text", "speaker", "locale", "duration")
 # 2: TSVs without their BOM and without rows of the wrong width, truncated clips dropped,
 # NFC/emoji-free phones, the skipped clips' files kept with the report.
 CACHE_VERSION = 2
+# Optional columns of segmented recordings (Kaldi `segments`): seconds within `path`; an
+# `end` below 0 reads to the end of the file. `duration` is then the segment's.
+SEGMENT_COLUMNS = ("start", "end")
 MAX_NAMED = 5  # culprits named in a skip warning
 # check="decode" drops a clip whose decoded audio is shorter than TRUNCATED_FRACTION of the
 # declared duration (clip_durations.tsv, else the file's header) by more than
@@ -82,7 +84,7 @@ def make_table(rows: dict[str, list]) -> datasets.Dataset:
     features = {c: datasets.Value("float64" if c == "duration" else "string") for c in COLUMNS}
     for extra in rows:
         if extra not in features:
-            features[extra] = datasets.Value("string")
+            features[extra] = datasets.Value("float64" if extra in SEGMENT_COLUMNS else "string")
     return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
 
 
@@ -136,24 +138,27 @@ def is_truncated(decoded: float, declared: float) -> bool:
 def _probe_batch(batch: dict[str, list], check: str) -> dict[str, list]:
     """Fill `duration` from the file (or keep a known one) and record why a clip is bad."""
     durations, problems = [], []
-    for path, known in zip(batch["path"], batch["duration"]):
+    n = len(batch["path"])
+    starts, ends = batch.get("start") or [0.0] * n, batch.get("end") or [-1.0] * n
+    for path, known, start, end in zip(batch["path"], batch["duration"], starts, ends):
         problem = ""
         duration = float(known)
         try:
             if not os.path.isfile(path):
                 problem = "missing audio file"
             elif check == "decode":
-                declared = duration if duration > 0 else audio_info(path).duration
-                wav, sr = sf.read(path, dtype="float32", always_2d=True)
-                duration = len(wav) / sr
+                declared = duration if duration > 0 else audio_info(path).duration - start
+                duration = len(load_audio(path, start=start, end=end)) / SAMPLING_RATE
                 if is_truncated(duration, declared):
                     problem = TRUNCATED
             else:
                 info = audio_info(path)
                 if info.frames <= 0:
                     problem = "empty audio"
+                elif start > 0 and start >= info.duration:
+                    problem = "segment starts after the end of its recording"
                 elif duration < 0:
-                    duration = info.duration
+                    duration = info.duration - start
         except (RuntimeError, ValueError, OSError):
             problem = "undecodable audio"
         if check == "decode" and not problem and duration <= 0:

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from .audio import SAMPLING_RATE
 from .commonvoice import build_finetune_subset
-from .corpus import SkipReport, default_cache_dir
+from .corpus import SEGMENT_COLUMNS, SkipReport, default_cache_dir
 from .dataset import SpeechDataset
 from .loaders import LoaderOptions, ResumableLoader
 from .paper_splits import PAPER_SPLITS, PHONE_LABELS, languages, paper_language, require_language
@@ -74,6 +74,15 @@ def _check_choices(mode: str, label_type: str, phone_labels: str) -> None:
         raise ValueError("CTC fine-tuning needs labels: label_type must be 'phones' or 'chars'")
     if phone_labels not in PHONE_LABELS:
         raise ValueError(f"phone_labels must be one of {PHONE_LABELS}, got {phone_labels!r}")
+
+
+def _audio_columns(table: datasets.Dataset) -> datasets.Dataset:
+    """Where each utterance's audio is: path, id, duration and (whole files: 0, -1) segment."""
+    table = table.select_columns([c for c in ("path", "id", "duration", *SEGMENT_COLUMNS) if c in table.column_names])
+    for column, value in zip(SEGMENT_COLUMNS, (0.0, -1.0)):
+        if column not in table.column_names:
+            table = table.add_column(column, [value] * len(table))
+    return table
 
 
 class UniSpeechDataModule(L.LightningDataModule):
@@ -319,7 +328,7 @@ class UniSpeechDataModule(L.LightningDataModule):
         if stage == "train" and "unlabeled" in self.tables:
             unlabeled = self.tables["unlabeled"]
             labels = (labels or [None] * len(table)) + [None] * len(unlabeled)
-            table = concatenate([t.select_columns(["path", "id", "duration"]) for t in (table, unlabeled)])
+            table = concatenate([_audio_columns(t) for t in (table, unlabeled)])
         max_samples = int(self.max_sample_seconds * SAMPLING_RATE) if (crop and self.max_sample_seconds) else None
         return SpeechDataset(
             table["path"],
@@ -330,6 +339,7 @@ class UniSpeechDataModule(L.LightningDataModule):
             do_normalize=self.do_normalize,
             max_sample_size=max_samples,
             seed=self.seed,
+            segments=list(zip(table["start"], table["end"])) if "start" in table.column_names else None,
         )
 
     def _log_summary(self) -> None:

@@ -22,9 +22,10 @@ logger = logging.getLogger("unispeech.data")
 class SpeechDataset(Dataset):
     """Items: {"id", "input_values" (float32 np), "labels" (list[int] | None), "class_label"}.
 
-    ``max_sample_size`` (samples) randomly crops longer clips, for unlabeled utterances only
-    (a crop would cut a labeled clip's transcript); labeled clips should be bounded with the
-    corpus' ``max_duration`` instead.
+    ``segments``: (start, end) seconds of each file to read (end < 0: to its end), for
+    recordings that hold several utterances. ``max_sample_size`` (samples) randomly crops
+    longer clips, for unlabeled utterances only (a crop would cut a labeled clip's
+    transcript); labeled clips should be bounded with the corpus' ``max_duration`` instead.
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class SpeechDataset(Dataset):
         max_sample_size: int | None = None,
         seed: int = 0,
         sampling_rate: int = SAMPLING_RATE,
+        segments: Sequence[tuple[float, float]] | None = None,
     ) -> None:
         n = len(paths)
         if not (len(ids) == len(durations) == n):
@@ -45,6 +47,8 @@ class SpeechDataset(Dataset):
         self.paths = list(paths)
         self.ids = list(ids)
         self.labels = list(labels) if labels is not None else [None] * n
+        # (start, end) seconds within each file (Kaldi `segments`); None: whole files
+        self.segments = list(segments) if segments is not None else None
         self.class_labels = list(class_labels) if class_labels is not None else None
         self.do_normalize = do_normalize
         self.max_sample_size = max_sample_size
@@ -65,7 +69,8 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
-            wav = load_audio(self.paths[index], self.sampling_rate)
+            start, end = self.segments[index] if self.segments is not None else (0.0, -1.0)
+            wav = load_audio(self.paths[index], self.sampling_rate, start=start, end=end)
         except RuntimeError as err:
             # Validated at preparation time, so this means the file changed since. Rather than
             # killing a long run mid-epoch, serve the next utterance (with its own labels).

@@ -137,9 +137,15 @@ _MARKUP = re.compile(r"[<>\[\]{}]")
 
 def clean_for_espeak(text: str) -> str:
     """What espeak should read: `strip_non_speech` (NFC: an NFD "brûlée" would come out as
-    "b ɹ ʌ l ɛ"; no emoji, which espeak reads by name), and no brackets, which espeak
-    treats as SSML-ish markup and which carry no pronunciation."""
-    return _MARKUP.sub(" ", strip_non_speech(text))
+    "b ɹ ʌ l ɛ"; no emoji, which espeak reads by name), no brackets, which espeak treats as
+    SSML-ish markup and which carry no pronunciation, and an all-capitals sentence in lower
+    case: Kaldi-style transcripts (speechocean762, LibriSpeech, WSJ) are upper case, and
+    espeak spells a capitalised word it does not know as letters ("IT" -> "aɪ t iː")."""
+    text = _MARKUP.sub(" ", strip_non_speech(text))
+    letters = [ch for ch in text if ch.isalpha()]
+    if len(letters) > 1 and all(ch.isupper() for ch in letters if ch.lower() != ch.upper()) and text != text.lower():
+        text = text.lower()
+    return text
 
 
 def add_phones_column(

@@ -11,6 +11,7 @@ once to a content-addressed file under the cache.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ import datasets
 from .audio import AUDIO_EXTENSIONS
 from .commonvoice import BadRow, bad_row_ids, list_locales, load_commonvoice, read_tsv
 from .corpus import SkipReport, default_cache_dir, file_fingerprint, make_table
+from .kaldi import is_kaldi_dir, load_kaldi_dir
 from .paper_splits import load_paper_split
 from .read_options import ReadOptions
 
@@ -154,9 +156,7 @@ def load_audio_folder(
     and/or the `ReadOptions` fields as keywords (min_duration, ..., num_proc)."""
     options = ReadOptions.of(options, **fields)
     folder = Path(folder).expanduser().resolve()
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
-    if not files:
-        raise ValueError(f"no audio files ({', '.join(extensions)}) found under {folder}")
+    files = _audio_files(folder, extensions)
     listing = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
@@ -170,6 +170,65 @@ def load_audio_folder(
     return options.cached(("folder", str(folder), listing, locale), build)
 
 
+def _audio_files(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    if not files:
+        raise ValueError(f"no audio files ({', '.join(extensions)}) found under {folder}")
+    return files
+
+
+# Speech Commands' split lists (paths relative to the folder, one a line); the training
+# split is every file in neither.
+SPLIT_LISTS = {"validation": "validation_list.txt", "test": "testing_list.txt"}
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "testing": "test"}
+
+
+def load_label_folder(
+    folder: str | Path,
+    split: str = "train",
+    *,
+    locale: str = "",
+    options: ReadOptions | None = None,
+    **fields: Any,
+) -> tuple[datasets.Dataset, SkipReport]:
+    """A Speech Commands-style folder for classification: `<folder>/<label>/<clip>`, the
+    label being the sub-folder's name; folders whose name starts with `_` or `.` (Speech
+    Commands' `_background_noise_`) are not classes. With `validation_list.txt` and
+    `testing_list.txt` beside them, ``split`` "validation" (or val/dev) and "test" (or
+    testing) are those lists and "train" is every other clip; without the lists the folder
+    has only a "train" split (a `file,label` CSV per split is a manifest, docs/data.md)."""
+    options = ReadOptions.of(options, **fields)
+    folder = Path(folder).expanduser().resolve()
+    split = SPLIT_ALIASES.get(split, split)
+    files = [p for p in _audio_files(folder) if p.parent != folder and p.relative_to(folder).parts[0][0] not in "_."]
+    relative = [p.relative_to(folder).as_posix() for p in files]
+    lists = {name: folder / file for name, file in SPLIT_LISTS.items() if (folder / file).is_file()}
+    if split not in ("train", *SPLIT_LISTS) or (split != "train" and split not in lists):
+        have = ["train", *lists]
+        raise ValueError(
+            f"{folder}: a label folder has the splits {have}, not {split!r} "
+            f"(validation/test come from {' and '.join(SPLIT_LISTS.values())}; or give a CSV manifest per split)"
+        )
+    listed = {name: set(path.read_text(encoding="utf-8").split()) for name, path in lists.items()}
+    if split == "train":
+        held_out = set().union(*listed.values()) if listed else set()
+        chosen = [i for i, r in enumerate(relative) if r not in held_out]
+    else:
+        chosen = [i for i, r in enumerate(relative) if r in listed[split]]
+    fingerprint = [file_fingerprint(path) for path in lists.values()]
+
+    def build() -> tuple[datasets.Dataset, SkipReport]:
+        rows = {
+            "id": [str(Path(relative[i]).with_suffix("")) for i in chosen],
+            "path": [str(files[i]) for i in chosen],
+            "label": [Path(relative[i]).parts[0] for i in chosen],
+            "locale": [locale] * len(chosen),
+        }
+        return options.validate(make_table(rows), f"{folder}/{split}", require_text=False)
+
+    return options.cached(("label-folder", str(folder), relative, fingerprint, split, locale), build)
+
+
 def load_manifest(
     manifest: str | Path,
     *,
@@ -179,7 +238,8 @@ def load_manifest(
     options: ReadOptions | None = None,
     **fields: Any,
 ) -> tuple[datasets.Dataset, SkipReport]:
-    """A TSV with a header: `path` (relative to the manifest's folder or absolute), optional
+    """A TSV (or comma-separated `.csv`) with a header: `path` or `file` (relative to the
+    manifest's folder or absolute), optional
     `text`, `speaker`, `id`, `duration` (seconds) and a label column. ``options`` and/or the
     `ReadOptions` fields as keywords (min_duration, ..., num_proc)."""
     options = ReadOptions.of(options, **fields)
@@ -187,9 +247,15 @@ def load_manifest(
 
     def build() -> tuple[datasets.Dataset, SkipReport]:
         bad: list[BadRow] = []
-        raw = read_tsv(manifest, bad)
-        if "path" not in raw:
-            raise ValueError(f"{manifest}: a manifest needs a 'path' column (columns: {list(raw)})")
+        raw = read_csv(manifest, bad) if manifest.suffix == ".csv" else read_tsv(manifest, bad)
+        path_column = next((name for name in PATH_COLUMNS if name in raw), None)
+        if path_column is None:
+            raise ValueError(f"{manifest}: a manifest needs a 'path' (or 'file') column (columns: {list(raw)})")
+        if label_column and label_column not in raw:
+            raise ValueError(
+                f"{manifest}: no label column {label_column!r} (columns: {list(raw)}); set data.label_column"
+            )
+        raw["path"] = raw[path_column]
         base = manifest.parent
         paths = [str(Path(p) if Path(p).is_absolute() else (base / p)) for p in raw["path"]]
         n = len(paths)
@@ -208,6 +274,27 @@ def load_manifest(
         return options.validate(make_table(rows), str(manifest), require_text=labeled, skipped=unreadable)
 
     return options.cached(("manifest", file_fingerprint(manifest), text_column, label_column, locale), build)
+
+
+PATH_COLUMNS = ("path", "file")  # the audio column of a manifest, first found
+
+
+def read_csv(path: Path, bad_rows: list[BadRow]) -> dict[str, list[str]]:
+    """A comma-separated manifest (standard CSV quoting) as columns; a row of the wrong
+    width is skipped and reported, as in `read_tsv`."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0] if rows else []
+    columns: dict[str, list[str]] = {name: [] for name in header}
+    for number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            bad_rows.append(BadRow(number, tuple(row)))
+            continue
+        for name, value in zip(header, row):
+            columns[name].append(value)
+    return columns
 
 
 # -- source kinds: detection and one reader per kind -----------------------------------
@@ -259,11 +346,16 @@ def detect_source(corpus: str) -> str:
     path = Path(corpus).expanduser()
     if path.is_file() and path.suffix == ".tsv":
         return "manifest"
+    if path.is_file() and path.suffix == ".csv":
+        return "manifest"
     if not path.is_dir() or _is_saved_dataset(path):
         return "hf"
-    if (path / "clips").is_dir() or any((p / "clips").is_dir() for p in path.iterdir() if p.is_dir()):
+    subfolders = [p for p in path.iterdir() if p.is_dir()]
+    if (path / "clips").is_dir() or any((p / "clips").is_dir() for p in subfolders):
         return "commonvoice"
-    return "manifest" if any(path.glob("*.tsv")) else "folder"
+    if is_kaldi_dir(path) or any(is_kaldi_dir(p) for p in subfolders):
+        return "kaldi"
+    return "manifest" if any(path.glob("*.tsv")) or any(path.glob("*.csv")) else "folder"
 
 
 def concatenate(tables: list[datasets.Dataset]) -> datasets.Dataset:
@@ -274,7 +366,7 @@ def concatenate(tables: list[datasets.Dataset]) -> datasets.Dataset:
 def read_source(source: str, request: SplitRequest, options: ReadOptions) -> Result:
     """One split through the reader of ``source``: a table (several locales concatenated)
     and the merged report of what validation dropped."""
-    if request.split.endswith(".tsv") and Path(request.split).expanduser().is_file():
+    if request.split.endswith((".tsv", ".csv")) and Path(request.split).expanduser().is_file():
         source = "manifest"  # a split given as a TSV file is a manifest, whatever the corpus
     if source not in READERS:
         raise ValueError(f"unknown source {source!r} ({', '.join(READERS)})")
@@ -340,11 +432,14 @@ def _read_hf(request: SplitRequest, options: ReadOptions) -> list[Result]:
 def _read_manifest(request: SplitRequest, options: ReadOptions) -> list[Result]:
     """``split``: a TSV path, `<corpus>/<split>.tsv`, or the corpus file itself for "train"."""
     split, corpus = request.split, Path(request.corpus)
-    path = (
-        Path(split)
-        if split.endswith(".tsv")
-        else (corpus if corpus.is_file() and split == "train" else corpus / f"{split}.tsv")
-    )
+    if split.endswith((".tsv", ".csv")):
+        path = Path(split)
+    elif corpus.is_file() and split == "train":
+        path = corpus
+    else:
+        path = next(
+            (p for p in (corpus / f"{split}.tsv", corpus / f"{split}.csv") if p.is_file()), corpus / f"{split}.tsv"
+        )
     return [
         load_manifest(
             path,
@@ -358,5 +453,23 @@ def _read_manifest(request: SplitRequest, options: ReadOptions) -> list[Result]:
 
 @register_reader("folder")
 def _read_folder(request: SplitRequest, options: ReadOptions) -> list[Result]:
-    """Every audio file of the folder, whatever the split."""
+    """Every audio file of the folder, whatever the split; for classification (a label
+    column asked for) a label folder, its sub-folders the classes (`load_label_folder`)."""
+    if request.label_column:
+        return [load_label_folder(request.corpus, request.split, locale=request.locale, options=options)]
     return [load_audio_folder(request.corpus, locale=request.locale, options=options)]
+
+
+@register_reader("kaldi")
+def _read_kaldi(request: SplitRequest, options: ReadOptions) -> list[Result]:
+    """``split``: the data directory `<corpus>/<split>`, or the corpus itself when it is one
+    (for any split name: a single directory has no splits)."""
+    corpus = corpus_root(request.corpus)
+    data_dir = corpus if is_kaldi_dir(corpus) else corpus / request.split
+    if not is_kaldi_dir(data_dir):
+        found = sorted(p.name for p in corpus.iterdir() if is_kaldi_dir(p)) if corpus.is_dir() else []
+        raise FileNotFoundError(
+            f"{data_dir}: no Kaldi data directory for split {request.split!r} (no wav.scp); "
+            f"the data directories of {corpus} are: {', '.join(found) or 'none'}"
+        )
+    return [load_kaldi_dir(data_dir, labeled=request.labeled, locale=request.locale, options=options)]

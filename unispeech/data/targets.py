@@ -53,7 +53,7 @@ class CTCTargets:
 
     def _phonemized(self, table: datasets.Dataset) -> datasets.Dataset:
         """``table`` with a `phones` column, phonemized once and cached (espeak is slow)."""
-        key = cache_key("phones", table._fingerprint, len(table), self.word_boundary)
+        key = cache_key("phones", "caps-lowered", table._fingerprint, len(table), self.word_boundary)
 
         def build() -> tuple[datasets.Dataset, SkipReport]:
             return add_phones_column(table, self.word_boundary, self.locale, self.num_proc), SkipReport()

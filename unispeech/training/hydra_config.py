@@ -9,6 +9,8 @@ schema, and the resolvers. Every entry point (train, evaluate, the tests) calls 
   wheel both folders ship inside the package (`unispeech/conf`, `unispeech/recipes`).
 - The `model` group is typed by `UniSpeechConfig`'s fields (`model/schema`), so a mistyped
   key or a value of the wrong type fails with Hydra's own message before any work.
+- The `data` group starts from every `UniSpeechDataModule` argument and its default
+  (`data/arguments`), so `data.NAME=value` overrides any of them without a `+`.
 - Resolvers: `${demo_corpus:}` (the embedded demo corpus, synthesised on first use),
   `${replication_corpus:SIZE}` (the replication corpus of scripts/replicate.py, likewise),
   `${stage_checkpoint:DIR}` (the best checkpoint of the finished stage in DIR) and
@@ -18,6 +20,7 @@ schema, and the resolvers. Every entry point (train, evaluate, the tests) calls 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import types
 import typing
@@ -122,6 +125,21 @@ def model_schema() -> type:
     return dataclasses.make_dataclass("UniSpeechModelConfig", fields)
 
 
+def data_defaults() -> dict[str, Any]:
+    """Every `UniSpeechDataModule` argument with its default, for the `data` group
+    (`data/arguments`): each data config starts from it, so any argument is overridable as
+    `data.NAME=...` without a `+`, and `--cfg job` shows them all."""
+    from unispeech.data import UniSpeechDataModule
+
+    node: dict[str, Any] = {"_target_": "unispeech.data.UniSpeechDataModule"}
+    for name, parameter in inspect.signature(UniSpeechDataModule.__init__).parameters.items():
+        if name == "self":
+            continue
+        default = parameter.default
+        node[name] = list(default) if isinstance(default, tuple) else default
+    return node
+
+
 def register() -> None:
     """Resolvers, the model schema and the recipes (idempotent)."""
     for name, (function, cache) in RESOLVERS.items():
@@ -129,6 +147,7 @@ def register() -> None:
             OmegaConf.register_new_resolver(name, function, use_cache=cache)
     store = ConfigStore.instance()
     store.store(group="model", name="schema", node=model_schema())
+    store.store(group="data", name="arguments", node=data_defaults())
     for path in sorted(recipes_dir().glob("*/*.yaml")):
         family, node = path.parent.name, OmegaConf.load(path)
         if path.name != RECIPE_FILE:
