@@ -29,7 +29,14 @@ LANGUAGES = {
 
 
 def test_every_recipe_family_has_its_configs_and_readme_together():
-    assert FAMILIES == ["commonvoice", "commonvoice_en1350", "commonvoice_multilingual", "demo", "keyword_spotting"]
+    assert FAMILIES == [
+        "commonvoice",
+        "commonvoice_en1350",
+        "commonvoice_multilingual",
+        "demo",
+        "keyword_spotting",
+        "speechocean762",
+    ]
     for family in FAMILIES:
         readme = recipes_dir() / family / "README.md"
         assert readme.is_file() and "python -m unispeech" in readme.read_text(), family
@@ -70,7 +77,7 @@ def test_recipe_composes_and_checks_its_data_first(recipe, tmp_path):
     if recipe.startswith("demo"):
         check_config(cfg)
     else:
-        with pytest.raises(MissingDataError, match="datacollective|save_to_disk"):
+        with pytest.raises(MissingDataError, match="datacollective|save_to_disk|prepare_speechocean762|arabic-speech"):
             check_required_paths(cfg)
 
 
@@ -169,6 +176,25 @@ def test_missing_recipe_data_fails_before_any_work(tmp_path):
 def test_groups_compose(group):
     cfg = compose_config([group])
     OmegaConf.to_container(cfg.trainer, resolve=True)
+
+
+DATA_GROUPS = sorted(p.stem for p in (Path(CONF_DIR) / "data").glob("*.yaml") if p.stem != "arguments")
+
+
+@pytest.mark.parametrize("data", DATA_GROUPS)
+def test_every_datamodule_argument_is_overridable_without_plus(data):
+    """docs/data.md promises `data.NAME=...` for any argument: each data config carries
+    them all (data/arguments), with its own values on top."""
+    import inspect
+
+    from unispeech.data import UniSpeechDataModule
+
+    names = [n for n in inspect.signature(UniSpeechDataModule.__init__).parameters if n != "self"]
+    cfg = compose_config([f"data={data}", "recipe=null", "data.text_column=transcript", "data.speaker_column=spk"])
+    assert set(names) <= set(cfg.data), sorted(set(names) - set(cfg.data))
+    assert cfg.data.text_column == "transcript" and cfg.data.speaker_column == "spk"
+    own = OmegaConf.load(Path(CONF_DIR) / "data" / f"{data}.yaml")
+    assert cfg.data.mode == own.get("mode", "ctc")  # the group's values win over the defaults
 
 
 def test_basic_sweep_config_lists_a_grid():
