@@ -67,6 +67,18 @@ def normalize(wav: np.ndarray) -> np.ndarray:
     return (wav - wav.mean()) / np.sqrt(wav.var() + NORM_EPS)
 
 
+def read_frames(source: str | Path | BinaryIO, start: float = 0.0, end: float = -1.0) -> tuple[np.ndarray, int]:
+    """The file's (frames, channels) float32 samples from ``start`` to ``end`` seconds (end
+    < 0: to the end) at its own rate, and that rate; always_2d keeps mono/stereo in one path."""
+    if start <= 0 and end < 0:
+        return sf.read(source, dtype="float32", always_2d=True)
+    with sf.SoundFile(source) as handle:
+        first = int(round(start * handle.samplerate))
+        handle.seek(min(first, handle.frames))
+        count = -1 if end < 0 else max(0, int(round(end * handle.samplerate)) - first)
+        return handle.read(count, dtype="float32", always_2d=True), handle.samplerate
+
+
 def load_audio(
     source: str | Path | bytes | BinaryIO,
     sampling_rate: int = SAMPLING_RATE,
@@ -79,16 +91,7 @@ def load_audio(
     ``start``/``end`` (seconds, end < 0: to the end) read one segment of it (Kaldi `segments`)."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    # always_2d keeps mono/stereo handling in one code path.
-    if start > 0 or end >= 0:
-        with sf.SoundFile(source) as handle:
-            rate = handle.samplerate
-            first = int(round(start * rate))
-            handle.seek(min(first, handle.frames))
-            count = -1 if end < 0 else max(0, int(round(end * rate)) - first)
-            wav, sr = handle.read(count, dtype="float32", always_2d=True), rate
-    else:
-        wav, sr = sf.read(source, dtype="float32", always_2d=True)
+    wav, sr = read_frames(source, start, end)
     wav = to_mono(wav)
     wav = resample(wav, sr, sampling_rate, quality=quality)
     if do_normalize:

@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .audio import SAMPLING_RATE, audio_info, keep_duration, load_audio
+from .audio import audio_info, keep_duration, read_frames
 
 logger = logging.getLogger("unispeech.data")
 
@@ -148,7 +148,8 @@ def _probe_batch(batch: dict[str, list], check: str) -> dict[str, list]:
                 problem = "missing audio file"
             elif check == "decode":
                 declared = duration if duration > 0 else audio_info(path).duration - start
-                duration = len(load_audio(path, start=start, end=end)) / SAMPLING_RATE
+                wav, sr = read_frames(path, start, end)  # decoded, not resampled: only its length counts
+                duration = len(wav) / sr
                 if is_truncated(duration, declared):
                     problem = TRUNCATED
             else:
